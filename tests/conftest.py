@@ -1,0 +1,90 @@
+"""Shared fixtures: Fashion-MNIST IDX files written into temp folders, config composition, CLI runs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
+
+from alexnet.config import CONFIG_DIR
+
+BIN = Path(sys.executable).parent
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    """IDX format: big-endian magic 0x0000080<ndim> (uint8 data), then each dimension as a big-endian int32."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    header = np.array([0x800 + array.ndim, *array.shape], dtype=">i4").tobytes()
+    path.write_bytes(header + array.astype(np.uint8).tobytes())
+
+
+def learnable_images(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """28x28 noise with a bright 7x7 block whose position (one of 10 on a grid) is the class."""
+    images = rng.integers(0, 60, size=(len(labels), 28, 28))
+    for i, label in enumerate(labels):
+        row, col = divmod(int(label), 4)
+        images[i, 2 + row * 9 : 9 + row * 9, 1 + col * 7 : 8 + col * 7] = 230
+    return images
+
+
+def make_fashion_mnist(root: Path, n_train: int, n_test: int, seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    raw = root / "FashionMNIST" / "raw"
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        labels = np.arange(n) % 10
+        rng.shuffle(labels)
+        write_idx(raw / f"{prefix}-images-idx3-ubyte", learnable_images(labels, rng))
+        write_idx(raw / f"{prefix}-labels-idx1-ubyte", labels)
+    return root
+
+
+@pytest.fixture(scope="session")
+def fashion_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small learnable Fashion-MNIST-format set: 400 training and 100 test images."""
+    return make_fashion_mnist(tmp_path_factory.mktemp("fashion"), n_train=400, n_test=100)
+
+
+def compose_config(name: str, overrides: list[str] = ()) -> DictConfig:
+    """Compose ``conf/<name>.yaml`` as the CLI would, with the Hydra node set and then dropped."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose(name, overrides=list(overrides), return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return cfg
+
+
+def train_config(tmp_path: Path, data_root: Path, overrides: list[str] = ()) -> DictConfig:
+    """A train config that writes into ``tmp_path``, reads ``data_root``, uses the CPU and small batches."""
+    return compose_config(
+        "train",
+        [
+            f"paths.root_dir={tmp_path}",
+            f"paths.output_dir={tmp_path / 'run'}",
+            f"data.root={data_root}",
+            "data.download=false",
+            "data.batch_size=4",
+            "data.val_size=40",
+            "trainer=cpu",
+            "callbacks.progress_bar=null",
+            *overrides,
+        ],
+    )
+
+
+def run_cli(command: str, *args: str, cwd: Path, timeout: float = 180) -> subprocess.CompletedProcess:
+    """Run an installed console script (``alexnet-train`` ...) as a user would, offline."""
+    env = {**os.environ, "WANDB_MODE": "offline", "HYDRA_FULL_ERROR": "0", "PYTHONUNBUFFERED": "1"}
+    env.pop("HYDRA_FULL_ERROR")
+    return subprocess.run(
+        [str(BIN / command), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
