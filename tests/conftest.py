@@ -75,7 +75,7 @@ def train_config(tmp_path: Path, data_root: Path, overrides: list[str] = ()) -> 
             "data.batch_size=4",
             "data.val_size=40",
             "trainer=cpu",
-            "callbacks.progress_bar=null",
+            "++callbacks.progress_bar=null",  # plain progress output in test logs
             *overrides,
         ],
     )

@@ -61,6 +61,9 @@ def build(cfg: DictConfig) -> Run:
         optimizer=instantiate(cfg.optimizer),
         scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
         run_config=OmegaConf.to_container(cfg, resolve=True),
+        # run_config holds _target_ nodes (model, trainer...) that must stay plain data, not objects.
+        _recursive_=False,
+        _convert_="all",
     )
     loggers: list[Logger] = instantiate_group(cfg.get("logger"))
     callbacks: list[Callback] = instantiate_group(cfg.get("callbacks"))
