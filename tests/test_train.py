@@ -30,7 +30,9 @@ VARIANTS = [
 @pytest.mark.parametrize("overrides", VARIANTS, ids=lambda o: " ".join(o))
 def test_fast_dev_run_every_variant(tmp_path: Path, fashion_root: Path, overrides: list[str]) -> None:
     # fast_dev_run still writes last.ckpt in Lightning 2.6; skipping it saves seconds per case.
-    cfg = train_config(tmp_path, fashion_root, ["debug=fdr", "data.batch_size=2", "++callbacks.model_checkpoint=null", *overrides])
+    cfg = train_config(
+        tmp_path, fashion_root, ["debug=fdr", "data.batch_size=2", "++callbacks.model_checkpoint=null", *overrides]
+    )
     run = build(cfg)
     before = [p.detach().clone() for p in run.module.parameters()]
     run.trainer.fit(run.module, datamodule=run.datamodule)

@@ -1,0 +1,83 @@
+"""Every file under conf/ is composed here, and what it selects is built."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from alexnet.config import CONFIG_DIR
+from alexnet.model import AlexNet
+from alexnet.train import instantiate_group
+from conftest import compose_config
+
+CONFIG_FILES = sorted(p.relative_to(CONFIG_DIR) for p in CONFIG_DIR.rglob("*.yaml"))
+
+
+def compose_file(path: Path, tmp_path: Path, *extra: str) -> DictConfig:
+    overrides = [f"paths.root_dir={tmp_path}", f"paths.output_dir={tmp_path / 'run'}", *extra]
+    if path.parent == Path("."):
+        return compose_config(path.stem, overrides if path.stem == "train" else list(extra))
+    return compose_config("train", [f"{path.parent}={path.stem}", *overrides])
+
+
+def test_the_tree_has_the_documented_groups() -> None:
+    groups = {p.parts[0] for p in CONFIG_FILES if len(p.parts) > 1}
+    assert groups == {"model", "data", "optimizer", "scheduler", "trainer", "logger", "callbacks", "paths",
+                      "experiment", "debug"}  # fmt: skip
+    assert {"train.yaml", "summary.yaml"} <= {str(p) for p in CONFIG_FILES}
+
+
+@pytest.mark.parametrize("path", CONFIG_FILES, ids=str)
+def test_every_config_file_composes_and_builds(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    group = path.parts[0] if len(path.parts) > 1 else None
+    # GPU trainers are built on the CPU here; their GPU settings are checked below.
+    cpu = ["trainer.accelerator=cpu", f"trainer.devices={2 if path.stem == 'ddp' else 1}"] if group == "trainer" else []
+    cfg = compose_file(path, tmp_path, *cpu)
+    if group in (None, "model", "experiment", "debug"):
+        model = instantiate(cfg.model)
+        assert isinstance(model, AlexNet)
+    if group == "data":
+        assert isinstance(instantiate(cfg.data), L.LightningDataModule)
+    if group in ("optimizer", "scheduler"):
+        optimizer = instantiate(cfg.optimizer)([torch.nn.Parameter(torch.zeros(1))])
+        assert isinstance(optimizer, torch.optim.Optimizer)
+        if cfg.scheduler:
+            instantiate(cfg.scheduler)(optimizer)
+    if group == "trainer":
+        assert isinstance(instantiate(cfg.trainer), L.Trainer)
+    if group in ("logger", "callbacks"):
+        built = instantiate_group(cfg[group])
+        assert len(built) == len(cfg[group] or {})
+    if group == "paths":
+        assert cfg.paths.output_dir == str(tmp_path / "run")
+
+
+def test_gpu_trainers_ask_for_gpus(tmp_path: Path) -> None:
+    gpu = compose_file(Path("trainer/gpu.yaml"), tmp_path).trainer
+    ddp = compose_file(Path("trainer/ddp.yaml"), tmp_path).trainer
+    assert (gpu.accelerator, gpu.devices) == ("gpu", 1)
+    assert (ddp.accelerator, ddp.strategy, ddp.devices) == ("gpu", "ddp", -1)
+
+
+def test_experiment_pins_the_d2l_recipe(tmp_path: Path) -> None:
+    cfg = compose_file(Path("experiment/d2l_fashion_mnist.yaml"), tmp_path)
+    assert cfg.model.in_channels == 1 and cfg.model.input_size == 224 and cfg.model.num_classes == 10
+    assert (cfg.optimizer.lr, cfg.optimizer.momentum, cfg.optimizer.weight_decay) == (0.01, 0.0, 0.0)
+    assert (cfg.data.batch_size, cfg.trainer.max_epochs) == (128, 10)
+    assert cfg.scheduler == {}
+
+
+def test_defaults_are_the_paper_optimizer_and_schedule(tmp_path: Path) -> None:
+    cfg = compose_file(Path("train.yaml"), tmp_path)
+    assert (cfg.optimizer.lr, cfg.optimizer.momentum, cfg.optimizer.weight_decay) == (0.01, 0.9, 5e-4)
+    assert (cfg.scheduler.mode, cfg.scheduler.factor) == ("max", 0.1)
+    assert cfg.module.scheduler_monitor == "val/acc_top1"
+    assert cfg.callbacks.model_checkpoint.monitor == "val/acc_top1" and cfg.callbacks.model_checkpoint.save_last
+    assert cfg.data.input_size == cfg.model.input_size == 224
+    assert compose_file(Path("train.yaml"), tmp_path, "model=paper").data.channels == 3
