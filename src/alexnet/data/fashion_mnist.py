@@ -1,0 +1,146 @@
+"""Fashion-MNIST (Xiao et al., 2017) as a LightningDataModule, served at AlexNet's input size.
+
+Samples stay 28x28 uint8 tensors in the loader (47 MB for the whole set); resizing, channel replication and
+normalisation happen on the batch on the device in ``on_after_batch_transfer``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset, TensorDataset, random_split
+from torchvision.datasets import FashionMNIST
+
+from alexnet.data.batch_transforms import to_model_input
+from alexnet.errors import UserError
+
+FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+
+
+class FashionMNISTDataModule(L.LightningDataModule):
+    """Fashion-MNIST train/validation split (fixed seed) and the official 10,000-image test set.
+
+    Args:
+        num_classes: must be 10; declared in the config so the model's width can follow it.
+        root: folder holding ``FashionMNIST/raw/`` (torchvision's layout); downloaded there if ``download``.
+        input_size: side the images are resized to on the device (the model's input size).
+        channels: 1 feeds the grey image, 3 replicates it to RGB for 3-channel nets.
+        val_size: images held out of the 60,000 training images, as a count or a fraction.
+        split_seed: seed of the train/validation split, independent of the run's seed.
+    """
+
+    num_classes = len(CLASSES)
+
+    def __init__(
+        self,
+        root: str,
+        num_classes: int = 10,
+        input_size: int = 224,
+        channels: int = 1,
+        batch_size: int = 128,
+        val_size: int | float = 5000,
+        split_seed: int = 42,
+        num_workers: int = 0,
+        pin_memory: bool = False,
+        download: bool = True,
+        mean: tuple[float, ...] = (0.2860,),
+        std: tuple[float, ...] = (0.3530,),
+    ) -> None:
+        super().__init__()
+        if num_classes != len(CLASSES):
+            raise UserError(f"data.num_classes={num_classes!r}: Fashion-MNIST has {len(CLASSES)} classes.")
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise UserError(f"data.batch_size={batch_size!r}: must be a positive integer.")
+        self.root = Path(root).expanduser().absolute()
+        self.batch_size, self.val_size, self.split_seed = batch_size, val_size, split_seed
+        self.num_workers, self.pin_memory, self.download = num_workers, pin_memory, download
+        self.transform = to_model_input(input_size, channels, mean, std)
+        self.train_set: Dataset | None = None
+        self.val_set: Dataset | None = None
+        self.test_set: Dataset | None = None
+
+    @property
+    def raw_folder(self) -> Path:
+        return self.root / "FashionMNIST" / "raw"
+
+    def _missing_files(self) -> list[Path]:
+        return [self.raw_folder / name for name in FILES if not (self.raw_folder / name).is_file()]
+
+    def _not_found(self, reason: str) -> UserError:
+        listing = "\n".join(f"  {self.raw_folder / name}" for name in FILES)
+        return UserError(
+            f"Fashion-MNIST is not under data.root={self.root} ({reason}). Expected the uncompressed IDX files\n"
+            f"{listing}\nDownload them from https://github.com/zalandoresearch/fashion-mnist (gunzip the .gz "
+            "files), or point the run at a folder that holds FashionMNIST/raw/: alexnet-train data.root=/path"
+        )
+
+    def prepare_data(self) -> None:
+        if not self._missing_files():
+            return
+        if not self.download:
+            raise self._not_found("data.download=false")
+        try:
+            FashionMNIST(str(self.root), download=True)
+        except Exception as error:  # torchvision raises RuntimeError or URLError, depending on the failure
+            reason = " ".join(str(error).split())[:300]
+            raise self._not_found(f"download failed: {reason}") from error
+
+    def _load(self, train: bool) -> TensorDataset:
+        missing = self._missing_files()
+        if missing:
+            raise self._not_found(f"missing {', '.join(p.name for p in missing)}")
+        try:
+            dataset = FashionMNIST(str(self.root), train=train, download=False)
+        except Exception as error:
+            raise UserError(
+                f"Could not read the Fashion-MNIST IDX files in {self.raw_folder} ({error!r}); they are "
+                "truncated or not IDX files. Delete them and run again to re-download."
+            ) from error
+        images, labels = dataset.data, dataset.targets
+        if images.dim() != 3 or len(images) != len(labels) or labels.min() < 0 or labels.max() >= 10:
+            raise UserError(
+                f"The Fashion-MNIST files in {self.raw_folder} do not match: {tuple(images.shape)} images, "
+                f"{tuple(labels.shape)} labels in [{labels.min()}, {labels.max()}]. Delete them and re-download."
+            )
+        return TensorDataset(images.unsqueeze(1), labels)  # (N, 1, 28, 28) uint8, kept compact
+
+    def setup(self, stage: str | None = None) -> None:
+        if stage in ("fit", "validate", None) and self.train_set is None:
+            full = self._load(train=True)
+            n_val = round(self.val_size * len(full)) if isinstance(self.val_size, float) else self.val_size
+            if not 0 < n_val < len(full):
+                raise UserError(
+                    f"data.val_size={self.val_size} leaves no training or no validation images out of "
+                    f"{len(full)}; use a count below {len(full)} or a fraction such as 0.1."
+                )
+            generator = torch.Generator().manual_seed(self.split_seed)
+            self.train_set, self.val_set = random_split(full, [len(full) - n_val, n_val], generator=generator)
+        if stage in ("test", None) and self.test_set is None:
+            self.test_set = self._load(train=False)
+
+    def _loader(self, dataset: Dataset | None, shuffle: bool) -> DataLoader:
+        assert dataset is not None, "setup() runs before the loaders are asked for"
+        return DataLoader(
+            dataset,
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_set, shuffle=False)
+
+    def on_after_batch_transfer(self, batch: tuple[torch.Tensor, torch.Tensor], dataloader_idx: int) -> tuple:
+        images, labels = batch
+        return self.transform(images), labels
