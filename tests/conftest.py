@@ -63,17 +63,17 @@ def compose_config(name: str, overrides: list[str] = ()) -> DictConfig:
     return cfg
 
 
-def train_config(tmp_path: Path, data_root: Path, overrides: list[str] = ()) -> DictConfig:
+def train_config(tmp_path: Path, data_root: Path, overrides: list[str] = (), fashion: bool = True) -> DictConfig:
     """A train config that writes into ``tmp_path``, reads ``data_root``, uses the CPU and small batches."""
+    fashion_settings = ["data.download=false", "data.val_size=40"] if fashion else []
     return compose_config(
         "train",
         [
             f"paths.root_dir={tmp_path}",
             f"paths.output_dir={tmp_path / 'run'}",
             f"data.root={data_root}",
-            "data.download=false",
+            *fashion_settings,
             "data.batch_size=4",
-            "data.val_size=40",
             "trainer=cpu",
             "++callbacks.progress_bar=null",  # plain progress output in test logs
             *overrides,
@@ -88,3 +88,38 @@ def run_cli(command: str, *args: str, cwd: Path, timeout: float = 180) -> subpro
     return subprocess.run(
         [str(BIN / command), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
     )
+
+
+WNIDS = ("n01440764", "n01443537", "n01484850")  # tench, goldfish, great white shark
+
+
+def write_jpeg(path: Path, size: tuple[int, int], colour: tuple[int, int, int], mode: str = "RGB", fmt: str = "JPEG"):
+    """A real image file: a colour field with a gradient, in the given PIL mode and format."""
+    from PIL import Image
+
+    width, height = size
+    ramp = np.linspace(0, 60, width, dtype=np.float32)[None, :, None]
+    pixels = np.clip(np.array(colour, dtype=np.float32)[None, None, :] + ramp, 0, 255).astype(np.uint8)
+    image = Image.fromarray(np.repeat(pixels, height, axis=0), "RGB").convert(mode)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path, format=fmt)
+
+
+def make_imagenet(root: Path, per_class: dict[str, int] | None = None) -> Path:
+    """train/ and val/ ImageFolders of real image files: varied sizes, aspect ratios and the modes ImageNet holds
+    (RGB, greyscale, CMYK JPEG, and a PNG named .JPEG)."""
+    per_class = per_class or {"train": 4, "val": 2}
+    sizes = [(300, 260), (260, 400), (512, 300), (280, 280)]
+    modes = [("RGB", "JPEG"), ("L", "JPEG"), ("CMYK", "JPEG"), ("RGB", "PNG")]
+    for split, count in per_class.items():
+        for c, wnid in enumerate(WNIDS):
+            colour = [(200, 40, 40), (40, 200, 40), (40, 40, 200)][c]
+            for i in range(count):
+                mode, fmt = modes[(i + c) % len(modes)]
+                write_jpeg(root / split / wnid / f"{wnid}_{i}.JPEG", sizes[(i + c) % len(sizes)], colour, mode, fmt)
+    return root
+
+
+@pytest.fixture(scope="session")
+def imagenet_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_imagenet(tmp_path_factory.mktemp("imagenet"))

@@ -27,6 +27,16 @@ def accuracy_metrics(num_classes: int, prefix: str) -> MetricCollection:
     )
 
 
+def crop_averaged_log_probs(net: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """(N, crops, C, H, W) -> (N, classes): log of the crops' mean softmax (the paper's 10-crop test).
+
+    Cross-entropy of these log-probabilities is -log p, so loss and accuracy stay comparable to one crop.
+    """
+    n, crops = images.shape[:2]
+    probs = net(images.flatten(0, 1)).softmax(-1).view(n, crops, -1).mean(1)
+    return probs.clamp_min(1e-12).log()
+
+
 class LitAlexNet(L.LightningModule):
     """Wraps a network with its loss, metrics, optimizer and learning-rate schedule.
 
@@ -54,7 +64,7 @@ class LitAlexNet(L.LightningModule):
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"])
         self.net = net
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
-        num_classes = net.classifier[-1].out_features
+        num_classes = net.num_classes
         self.train_metrics = accuracy_metrics(num_classes, "train/")
         self.val_metrics = accuracy_metrics(num_classes, "val/")
         self.test_metrics = accuracy_metrics(num_classes, "test/")
@@ -64,7 +74,7 @@ class LitAlexNet(L.LightningModule):
 
     def _step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str, metrics: MetricCollection) -> torch.Tensor:
         images, labels = batch
-        logits = self(images)
+        logits = crop_averaged_log_probs(self.net, images) if images.dim() == 5 else self(images)
         loss = F.cross_entropy(logits, labels, label_smoothing=self.hparams.label_smoothing)
         metrics.update(logits, labels)
         on_step = stage == "train"

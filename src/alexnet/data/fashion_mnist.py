@@ -10,9 +10,12 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset, TensorDataset, random_split
 from torchvision.datasets import FashionMNIST
+from torchvision.transforms import v2
 
+from alexnet.data.batch_size import per_device_batch_size
 from alexnet.data.batch_transforms import to_model_input
 from alexnet.errors import UserError
 
@@ -125,7 +128,7 @@ class FashionMNISTDataModule(L.LightningDataModule):
         assert dataset is not None, "setup() runs before the loaders are asked for"
         return DataLoader(
             dataset,
-            batch_size=self.batch_size,
+            batch_size=per_device_batch_size(self.batch_size, self.trainer),
             shuffle=shuffle,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
@@ -143,4 +146,20 @@ class FashionMNISTDataModule(L.LightningDataModule):
 
     def on_after_batch_transfer(self, batch: tuple[torch.Tensor, torch.Tensor], dataloader_idx: int) -> tuple:
         images, labels = batch
-        return self.transform(images), labels
+        return self.model_input(images), labels
+
+    def model_input(self, images: torch.Tensor, stage: str = "test") -> torch.Tensor:
+        """uint8 (N, 1, 28, 28) -> normalised float (N, channels, size, size); the same for every stage."""
+        return self.transform(images)
+
+    def class_names(self) -> list[str]:
+        return list(CLASSES)
+
+    def read_image(self, path: str) -> torch.Tensor:
+        """Any image file as a Fashion-MNIST sample: grey, 28x28, uint8 (1, 28, 28)."""
+        try:
+            with Image.open(path) as image:
+                grey = image.convert("L").resize((28, 28), Image.Resampling.BILINEAR)
+        except (OSError, ValueError, SyntaxError) as error:
+            raise UserError(f"Unreadable image {path} ({error}).") from error
+        return v2.functional.pil_to_tensor(grey)

@@ -1,0 +1,212 @@
+"""ILSVRC-2012 (ImageNet) as a LightningDataModule, prepared the way the paper did.
+
+Loader workers decode each JPEG, rescale its shorter side to ``resize_size`` (256) and cut the central
+256x256 patch: compact uint8 tensors. Random crops, flips, PCA lighting, 10-crop testing and normalisation run
+on the batch on the device in ``on_after_batch_transfer``.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import partial
+from importlib import resources
+from pathlib import Path
+
+import lightning as L
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, default_collate
+from torchvision.datasets import ImageFolder
+from torchvision.transforms import v2
+
+from alexnet.data.batch_size import per_device_batch_size
+from alexnet.data.batch_transforms import pca_lighting, random_crop_flip, ten_crop
+from alexnet.errors import UserError
+
+log = logging.getLogger(__name__)
+LAYOUT = """Expected layout (ImageFolder, one folder per class, e.g. ILSVRC-2012 with 1000 wnid folders):
+  <data.root>/train/n01440764/*.JPEG
+  <data.root>/train/n01443537/*.JPEG  ...
+  <data.root>/val/n01440764/*.JPEG    ...  (the validation images sorted into the same class folders)"""
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+
+
+def imagenet_class_names() -> dict[str, str]:
+    """wnid -> WordNet lemmas for the 1000 ILSVRC-2012 classes, shipped with the package."""
+    text = resources.files("alexnet.data").joinpath("imagenet_classes.tsv").read_text()
+    return dict(line.split("\t", 1) for line in text.splitlines() if line)
+
+
+def load_image(path: str, size: int, skip_unreadable: bool) -> torch.Tensor | None:
+    """Decode any image ImageNet holds (grey, CMYK, PNG named .JPEG) as RGB; shorter side ``size``, centre crop."""
+    try:
+        with Image.open(path) as image:
+            image.draft("RGB", (size, size))  # lets JPEG decode at a reduced scale when the image is large
+            rgb = image.convert("RGB")
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
+        if not skip_unreadable:
+            message = f"Unreadable image {path} ({error}); remove it or set data.skip_unreadable=true."
+            raise UserError(message) from error
+        log.warning("Skipping unreadable image %s (%s)", path, error)
+        return None
+    tensor = v2.functional.pil_to_tensor(rgb)
+    tensor = v2.functional.resize(tensor, size, antialias=True)
+    return v2.functional.center_crop(tensor, [size, size])
+
+
+def collate_readable(batch: list[tuple[torch.Tensor | None, int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Drop the samples whose image could not be read (``load_image`` returned None)."""
+    readable = [sample for sample in batch if sample[0] is not None]
+    if not readable:
+        raise UserError("Every image of a batch was unreadable; check the dataset files (see the warnings above).")
+    return default_collate(readable)
+
+
+class ImageNetDataModule(L.LightningDataModule):
+    """ImageNet from ``<root>/train`` and ``<root>/val`` class folders, with the paper's augmentation.
+
+    Args:
+        root: folder holding ``train/`` and ``val/`` (see ``LAYOUT``).
+        num_classes: class folders expected; must match the model's width.
+        input_size: crop side (the model's input size, 224 or 227).
+        channels: 3 for RGB nets (1 converts to grey).
+        resize_size: shorter side and central square the loader prepares (the paper: 256).
+        test_crops: 10 (four corners + centre and their mirrors, softmax averaged) or 1 (centre) for ``test``.
+        lighting_std: standard deviation of the PCA lighting's alpha (the paper: 0.1; 0 turns it off).
+        skip_unreadable: skip (with a warning naming the file) images that cannot be decoded; false stops.
+    """
+
+    def __init__(
+        self,
+        root: str,
+        num_classes: int = 1000,
+        input_size: int = 224,
+        channels: int = 3,
+        batch_size: int = 128,
+        num_workers: int = 8,
+        pin_memory: bool = True,
+        resize_size: int = 256,
+        test_crops: int = 10,
+        flip: bool = True,
+        lighting_std: float = 0.1,
+        mean: tuple[float, ...] = (0.485, 0.456, 0.406),
+        std: tuple[float, ...] = (0.229, 0.224, 0.225),
+        skip_unreadable: bool = True,
+    ) -> None:
+        super().__init__()
+        if test_crops not in (1, 10):
+            raise UserError(f"data.test_crops={test_crops!r}: use 10 (the paper's test) or 1 (centre crop).")
+        if channels not in (1, 3):
+            raise UserError(f"model.in_channels={channels}: ImageNet feeds 3 (RGB) or 1 (grey) channels.")
+        if input_size > resize_size:
+            raise UserError(f"model.input_size={input_size} is larger than data.resize_size={resize_size}.")
+        self.root = Path(root).expanduser().absolute()
+        self.num_classes, self.input_size, self.channels = num_classes, input_size, channels
+        self.batch_size, self.num_workers, self.pin_memory = batch_size, num_workers, pin_memory
+        self.resize_size, self.test_crops, self.flip, self.lighting_std = resize_size, test_crops, flip, lighting_std
+        self.mean, self.std = list(mean), list(std)
+        self.skip_unreadable = skip_unreadable
+        self.datasets: dict[str, ImageFolder] = {}
+
+    def _split(self, split: str) -> ImageFolder:
+        if split in self.datasets:
+            return self.datasets[split]
+        folder = self.root / split
+        if not folder.is_dir():
+            raise UserError(f"ImageNet: no {split}/ folder under data.root={self.root}.\n{LAYOUT}")
+        classes = sorted(p.name for p in folder.iterdir() if p.is_dir())
+        if len(classes) != self.num_classes:
+            raise UserError(
+                f"ImageNet: {folder} has {len(classes)} class folders but the model has {self.num_classes} "
+                f"outputs; set data.num_classes={len(classes)} (the model follows it) or fix the folder.\n{LAYOUT}"
+            )
+        empty = [c for c in classes if not any(p.suffix.lower() in IMAGE_EXTENSIONS for p in (folder / c).iterdir())]
+        if empty:
+            raise UserError(f"ImageNet: class folders without images in {folder}: {', '.join(empty[:5])}.\n{LAYOUT}")
+        loader = partial(load_image, size=self.resize_size, skip_unreadable=self.skip_unreadable)
+        dataset = ImageFolder(str(folder), loader=loader, is_valid_file=_is_image)
+        if split != "train" and "train" in self.datasets and dataset.classes != self.datasets["train"].classes:
+            raise UserError(f"ImageNet: the class folders of {folder} differ from those of train/.\n{LAYOUT}")
+        self.datasets[split] = dataset
+        return dataset
+
+    def class_names(self) -> list[str]:
+        """Readable names in label order: from the class folders if present, else ILSVRC-2012's 1000 classes."""
+        lemmas = imagenet_class_names()
+        folder = self.root / "val"
+        if folder.is_dir():
+            wnids = sorted(p.name for p in folder.iterdir() if p.is_dir())
+        elif self.num_classes == len(lemmas):
+            wnids = sorted(lemmas)
+        else:
+            return [f"class {i}" for i in range(self.num_classes)]
+        return [f"{w} {lemmas[w].split(',')[0]}" if w in lemmas else w for w in wnids]
+
+    def read_image(self, path: str) -> torch.Tensor:
+        """One image file as the loader would serve it (uint8, 3 x resize_size x resize_size)."""
+        image = load_image(path, self.resize_size, skip_unreadable=False)
+        assert image is not None
+        return image
+
+    def setup(self, stage: str | None = None) -> None:
+        if stage in ("fit", None):
+            self._split("train")
+        self._split("val")
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        return DataLoader(
+            self._split(split),
+            batch_size=per_device_batch_size(self.batch_size, self.trainer),
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.num_workers > 0,
+            collate_fn=collate_readable,
+            drop_last=shuffle,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        # ILSVRC-2012's test labels are not public: the paper reports the validation set.
+        return self._loader("val", shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def on_after_batch_transfer(self, batch: tuple[torch.Tensor, torch.Tensor], dataloader_idx: int) -> tuple:
+        images, labels = batch
+        trainer = self.trainer
+        if trainer is not None and trainer.training:
+            stage = "train"
+        elif trainer is not None and (trainer.testing or trainer.predicting):
+            stage = "test"
+        else:
+            stage = "val"
+        return self.model_input(images, stage), labels
+
+    def model_input(self, images: torch.Tensor, stage: str) -> torch.Tensor:
+        """uint8 (N, 3, 256, 256) -> float model input; ``test`` with 10 crops gives (N, 10, C, s, s)."""
+        if stage == "train":
+            images = random_crop_flip(images, self.input_size, self.flip)
+        elif stage == "test" and self.test_crops == 10:
+            images = ten_crop(images, self.input_size)
+        else:
+            images = v2.functional.center_crop(images, [self.input_size, self.input_size])
+        x = images.float() / 255
+        if stage == "train":
+            x = pca_lighting(x, self.lighting_std)
+        mean, std = self.mean, self.std
+        if self.channels == 1:
+            x = v2.functional.rgb_to_grayscale(x)
+            mean, std = [sum(mean) / 3], [sum(std) / 3]
+        shape = (1,) * (x.dim() - 3) + (-1, 1, 1)
+        return (x - torch.tensor(mean, device=x.device).view(shape)) / torch.tensor(std, device=x.device).view(shape)
+
+
+def _is_image(path: str) -> bool:
+    return path.lower().endswith(IMAGE_EXTENSIONS)
