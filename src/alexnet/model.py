@@ -73,6 +73,8 @@ class AlexNet(nn.Module):
             ``None`` flattens the conv5 maps as the paper does.
         init: ``paper`` (weights N(0, init_std); biases ``init_bias`` in conv2, conv4, conv5, FC6, FC7 and 0
             elsewhere), ``xavier`` (d2l's xavier-uniform weights) or ``default`` (PyTorch's).
+        weights: path of a state_dict to start from (e.g. torchvision's published ``alexnet-owt-*.pth``),
+            loaded safely (``weights_only=True``) and strictly by name.
     """
 
     def __init__(
@@ -97,6 +99,7 @@ class AlexNet(nn.Module):
         init: str = "paper",
         init_std: float = 0.01,
         init_bias: float = 1.0,
+        weights: str | None = None,
     ) -> None:
         super().__init__()
         channels = list(channels)
@@ -112,6 +115,7 @@ class AlexNet(nn.Module):
                 f"classifier (sides {sizes} after conv1..pool3). This net needs model.input_size>={smallest}."
             )
         self.in_channels, self.input_size, self.conv1_padding = in_channels, input_size, conv1_padding
+        self.num_classes = num_classes
 
         def activation_layer() -> nn.Module:
             return ACTIVATIONS[activation]()
@@ -156,6 +160,26 @@ class AlexNet(nn.Module):
             hidden = [fc6, activation_layer(), nn.Dropout(dropout), fc7, activation_layer(), nn.Dropout(dropout)]
         self.classifier = nn.Sequential(*hidden, fc8)
         self._initialise(init, init_std, init_bias)
+        if weights is not None:
+            self.load_weights(weights)
+
+    def load_weights(self, path: str) -> None:
+        """Load a state_dict file; any mismatch names the keys or shapes that differ."""
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except FileNotFoundError as error:
+            raise ArchitectureError(f"model.weights={path}: no such file.") from error
+        except Exception as error:  # pickle, zip and unpickling-policy errors all mean "not a plain state_dict"
+            raise ArchitectureError(f"model.weights={path}: not a readable state_dict ({error}).") from error
+        if isinstance(state, dict) and "state_dict" in state:  # a Lightning checkpoint: take its net's weights
+            state = {k.removeprefix("net."): v for k, v in state["state_dict"].items() if k.startswith("net.")}
+        try:
+            self.load_state_dict(state)
+        except RuntimeError as error:
+            raise ArchitectureError(
+                f"model.weights={path} does not fit this net (use the model variant it was saved from, e.g. "
+                f"model=torchvision for torchvision's weights): {str(error).splitlines()[1].strip()}"
+            ) from error
 
     def _initialise(self, init: str, std: float, bias: float) -> None:
         if init == "default":
@@ -181,6 +205,22 @@ class AlexNet(nn.Module):
             )
         x = self.avgpool(self.features(x))
         return self.classifier(torch.flatten(x, 1))
+
+
+class Ensemble(nn.Module):
+    """Several nets voting by averaged softmax (the paper's 5- and 7-CNN ensembles); returns log-probabilities."""
+
+    def __init__(self, nets: Sequence[AlexNet]) -> None:
+        super().__init__()
+        if len({(n.in_channels, n.input_size, n.num_classes) for n in nets}) != 1:
+            raise ArchitectureError("An ensemble needs nets of the same input size, channels and classes.")
+        self.nets = nn.ModuleList(nets)
+        self.in_channels, self.input_size = nets[0].in_channels, nets[0].input_size
+        self.num_classes = nets[0].num_classes
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        probs = torch.stack([net(x).softmax(-1) for net in self.nets]).mean(0)
+        return probs.clamp_min(1e-12).log()
 
 
 def _check_arguments(args: dict) -> None:
