@@ -9,7 +9,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from alexnet.errors import UserError
-from alexnet.model import AlexNet
+from alexnet.model import AlexNet, net_weights
 
 
 def read_checkpoint(path: str | Path) -> dict:
@@ -38,6 +38,5 @@ def net_from_checkpoint(checkpoint: dict) -> AlexNet:
     model_cfg = run_config(checkpoint).model
     model_cfg.weights = None  # the checkpoint carries the trained weights
     net = instantiate(model_cfg)
-    state = {k.removeprefix("net."): v for k, v in checkpoint["state_dict"].items() if k.startswith("net.")}
-    net.load_state_dict(state)
+    net.load_state_dict(net_weights(checkpoint["state_dict"]))
     return net.eval()

@@ -172,7 +172,7 @@ class AlexNet(nn.Module):
         except Exception as error:  # pickle, zip and unpickling-policy errors all mean "not a plain state_dict"
             raise ArchitectureError(f"model.weights={path}: not a readable state_dict ({error}).") from error
         if isinstance(state, dict) and "state_dict" in state:  # a Lightning checkpoint: take its net's weights
-            state = {k.removeprefix("net."): v for k, v in state["state_dict"].items() if k.startswith("net.")}
+            state = net_weights(state["state_dict"])
         try:
             self.load_state_dict(state)
         except RuntimeError as error:
@@ -205,6 +205,11 @@ class AlexNet(nn.Module):
             )
         x = self.avgpool(self.features(x))
         return self.classifier(torch.flatten(x, 1))
+
+
+def net_weights(lightning_state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The net's own state_dict inside a LitAlexNet checkpoint's (whose keys are prefixed ``net.``)."""
+    return {k.removeprefix("net."): v for k, v in lightning_state_dict.items() if k.startswith("net.")}
 
 
 class Ensemble(nn.Module):

@@ -12,6 +12,7 @@ from alexnet.config import CONFIG_DIR
 from alexnet.data.imagenet import IMAGE_EXTENSIONS
 from alexnet.errors import UserError, exit_on_user_error
 from alexnet.evaluate import build_net_and_data
+from alexnet.lit_alexnet import crop_averaged_log_probs
 
 
 def image_files(entries: list[str]) -> list[Path]:
@@ -42,7 +43,7 @@ def predict(cfg: DictConfig) -> list[tuple[Path, list[tuple[str, float]]]]:
     results = []
     for path in image_files(entries):
         x = datamodule.model_input(datamodule.read_image(str(path))[None], "test")
-        probs = net(x.flatten(0, x.dim() - 4)).softmax(-1).mean(0)  # one image: average over its crops
+        probs = crop_averaged_log_probs(net, x if x.dim() == 5 else x[:, None])[0].exp()
         top = probs.topk(k)
         results.append((path, [(names[i], float(p)) for p, i in zip(top.values, top.indices, strict=True)]))
     for path, top in results:

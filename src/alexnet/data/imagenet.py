@@ -204,8 +204,7 @@ class ImageNetDataModule(L.LightningDataModule):
         if self.channels == 1:
             x = v2.functional.rgb_to_grayscale(x)
             mean, std = [sum(mean) / 3], [sum(std) / 3]
-        shape = (1,) * (x.dim() - 3) + (-1, 1, 1)
-        return (x - torch.tensor(mean, device=x.device).view(shape)) / torch.tensor(std, device=x.device).view(shape)
+        return v2.functional.normalize(x, mean=mean, std=std)
 
 
 def _is_image(path: str) -> bool:
