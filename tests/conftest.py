@@ -15,15 +15,9 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
 from alexnet.config import CONFIG_DIR
+from alexnet.data.fashion_mnist import write_idx
 
 BIN = Path(sys.executable).parent
-
-
-def write_idx(path: Path, array: np.ndarray) -> None:
-    """IDX format: big-endian magic 0x0000080<ndim> (uint8 data), then each dimension as a big-endian int32."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    header = np.array([0x800 + array.ndim, *array.shape], dtype=">i4").tobytes()
-    path.write_bytes(header + array.astype(np.uint8).tobytes())
 
 
 def learnable_images(labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -6,18 +6,23 @@ normalisation happen on the batch on the device in ``on_after_batch_transfer``.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset, TensorDataset, random_split
+from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset, random_split
 from torchvision.datasets import FashionMNIST
 from torchvision.transforms import v2
 
 from alexnet.data.batch_size import per_device_batch_size
 from alexnet.data.batch_transforms import to_model_input
+from alexnet.data.device_batches import DeviceBatches
 from alexnet.errors import UserError
+
+log = logging.getLogger(__name__)
 
 FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
@@ -33,6 +38,8 @@ class FashionMNISTDataModule(L.LightningDataModule):
         channels: 1 feeds the grey image, 3 replicates it to RGB for 3-channel nets.
         val_size: images held out of the 60,000 training images, as a count or a fraction.
         split_seed: seed of the train/validation split, independent of the run's seed.
+        on_device: hold the whole uint8 set on the training device (47 MB) and serve batches by indexing it
+            there, instead of a host ``DataLoader``; falls back, with a warning, when the GPU lacks room.
     """
 
     num_classes = len(CLASSES)
@@ -51,6 +58,7 @@ class FashionMNISTDataModule(L.LightningDataModule):
         download: bool = True,
         mean: tuple[float, ...] = (0.2860,),
         std: tuple[float, ...] = (0.3530,),
+        on_device: bool = False,
     ) -> None:
         super().__init__()
         if num_classes != len(CLASSES):
@@ -60,6 +68,7 @@ class FashionMNISTDataModule(L.LightningDataModule):
         self.root = Path(root).expanduser().absolute()
         self.batch_size, self.val_size, self.split_seed = batch_size, val_size, split_seed
         self.num_workers, self.pin_memory, self.download = num_workers, pin_memory, download
+        self.on_device = on_device
         self.transform = to_model_input(input_size, channels, mean, std)
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
@@ -124,24 +133,59 @@ class FashionMNISTDataModule(L.LightningDataModule):
         if stage in ("test", None) and self.test_set is None:
             self.test_set = self._load(train=False)
 
-    def _loader(self, dataset: Dataset | None, shuffle: bool) -> DataLoader:
+    def _device_for_data(self, dataset: TensorDataset) -> torch.device | None:
+        """The device to hold ``dataset`` on, or None to serve it from host memory."""
+        if not self.on_device or self.trainer is None:
+            return None
+        device = self.trainer.strategy.root_device
+        if device.type == "cuda":
+            needed = sum(t.numel() * t.element_size() for t in dataset.tensors)
+            free = torch.cuda.mem_get_info(device)[0]
+            if needed > free // 4:  # leave the model and its activations most of the memory
+                log.warning(
+                    "data.on_device=true: the Fashion-MNIST tensors need %d MB, more than a quarter of the %d MB "
+                    "free on %s; serving them from host memory instead.",
+                    needed >> 20,
+                    free >> 20,
+                    device,
+                )
+                return None
+        return device
+
+    def _loader(self, dataset: Dataset | None, shuffle: bool) -> DataLoader | DeviceBatches:
         assert dataset is not None, "setup() runs before the loaders are asked for"
+        batch_size = per_device_batch_size(self.batch_size, self.trainer)
+        whole = dataset.dataset if isinstance(dataset, Subset) else dataset
+        assert isinstance(whole, TensorDataset)
+        device = self._device_for_data(whole)
+        if device is not None:
+            index = torch.as_tensor(dataset.indices) if isinstance(dataset, Subset) else slice(None)
+            images, labels = (t[index].to(device) for t in whole.tensors)
+            return DeviceBatches(
+                images,
+                labels,
+                batch_size,
+                shuffle,
+                seed=torch.initial_seed() % 2**31,  # the run's seed: the same order after a resume
+                rank=self.trainer.global_rank,
+                world_size=self.trainer.world_size,
+            )
         return DataLoader(
             dataset,
-            batch_size=per_device_batch_size(self.batch_size, self.trainer),
+            batch_size=batch_size,
             shuffle=shuffle,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.num_workers > 0,
         )
 
-    def train_dataloader(self) -> DataLoader:
+    def train_dataloader(self) -> DataLoader | DeviceBatches:
         return self._loader(self.train_set, shuffle=True)
 
-    def val_dataloader(self) -> DataLoader:
+    def val_dataloader(self) -> DataLoader | DeviceBatches:
         return self._loader(self.val_set, shuffle=False)
 
-    def test_dataloader(self) -> DataLoader:
+    def test_dataloader(self) -> DataLoader | DeviceBatches:
         return self._loader(self.test_set, shuffle=False)
 
     def on_after_batch_transfer(self, batch: tuple[torch.Tensor, torch.Tensor], dataloader_idx: int) -> tuple:
@@ -163,3 +207,20 @@ class FashionMNISTDataModule(L.LightningDataModule):
         except (OSError, ValueError, SyntaxError) as error:
             raise UserError(f"Unreadable image {path} ({error}).") from error
         return v2.functional.pil_to_tensor(grey)
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    """IDX format: big-endian magic 0x0000080<ndim> (uint8 data), then each dimension as a big-endian int32."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    header = np.array([0x800 + array.ndim, *array.shape], dtype=">i4").tobytes()
+    path.write_bytes(header + array.astype(np.uint8).tobytes())
+
+
+def write_random_fashion_mnist(root: Path, n_train: int, n_test: int, seed: int = 0) -> Path:
+    """Random 28x28 images with random labels in torchvision's layout, for speed measurements offline."""
+    rng = np.random.default_rng(seed)
+    raw = Path(root) / "FashionMNIST" / "raw"
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        write_idx(raw / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, size=(n, 28, 28)))
+        write_idx(raw / f"{prefix}-labels-idx1-ubyte", rng.integers(0, len(CLASSES), size=n))
+    return Path(root)

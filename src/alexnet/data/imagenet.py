@@ -74,6 +74,7 @@ class ImageNetDataModule(L.LightningDataModule):
         test_crops: 10 (four corners + centre and their mirrors, softmax averaged) or 1 (centre) for ``test``.
         lighting_std: standard deviation of the PCA lighting's alpha (the paper: 0.1; 0 turns it off).
         skip_unreadable: skip (with a warning naming the file) images that cannot be decoded; false stops.
+        prefetch_factor: batches each worker prepares ahead, so JPEG decoding overlaps the GPU step.
     """
 
     def __init__(
@@ -92,6 +93,7 @@ class ImageNetDataModule(L.LightningDataModule):
         mean: tuple[float, ...] = (0.485, 0.456, 0.406),
         std: tuple[float, ...] = (0.229, 0.224, 0.225),
         skip_unreadable: bool = True,
+        prefetch_factor: int = 4,
     ) -> None:
         super().__init__()
         if test_crops not in (1, 10):
@@ -105,7 +107,7 @@ class ImageNetDataModule(L.LightningDataModule):
         self.batch_size, self.num_workers, self.pin_memory = batch_size, num_workers, pin_memory
         self.resize_size, self.test_crops, self.flip, self.lighting_std = resize_size, test_crops, flip, lighting_std
         self.mean, self.std = list(mean), list(std)
-        self.skip_unreadable = skip_unreadable
+        self.skip_unreadable, self.prefetch_factor = skip_unreadable, prefetch_factor
         self.datasets: dict[str, ImageFolder] = {}
 
     def _split(self, split: str) -> ImageFolder:
@@ -161,6 +163,7 @@ class ImageNetDataModule(L.LightningDataModule):
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.num_workers > 0,
+            prefetch_factor=self.prefetch_factor if self.num_workers > 0 else None,
             collate_fn=collate_readable,
             drop_last=shuffle,
         )
