@@ -82,7 +82,7 @@ def test_bf16_mixed_trains_in_bfloat16_close_to_fp32(tmp_path: Path, fashion_roo
             tmp_path / precision,
             fashion_root,
             ["model=d2l", "model.input_size=96", "model.dropout=0", "debug=fdr", f"trainer.precision={precision}",
-             "++callbacks.model_checkpoint=null"],
+             "++callbacks.checkpoint=null", "++callbacks.best_checkpoint=null"],
         )  # fmt: skip
         run = build(cfg)
         dtypes: list[torch.dtype] = []
@@ -141,7 +141,8 @@ def test_throughput_is_logged_and_mfu_follows_the_flop_count(
         tmp_path,
         fashion_root,
         ["model=d2l", "model.input_size=96", "trainer.max_steps=6", "trainer.limit_val_batches=0",
-         "trainer.log_every_n_steps=1", "callbacks.throughput.window=3", "++callbacks.model_checkpoint=null",
+         "trainer.log_every_n_steps=1", "callbacks.throughput.window=3", "++callbacks.checkpoint=null",
+         "++callbacks.best_checkpoint=null",
          "test=false"],
     )  # fmt: skip
     run = build(cfg)

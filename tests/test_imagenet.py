@@ -146,7 +146,8 @@ def test_paper_recipe_trains_on_jpeg_files(tmp_path: Path, imagenet_root: Path) 
         tmp_path,
         imagenet_root,
         ["experiment=paper_imagenet", "debug=fdr", "data.num_classes=3", "data.batch_size=2",
-         "data.num_workers=0", "data.pin_memory=false", "++callbacks.model_checkpoint=null"],
+         "data.num_workers=0", "data.pin_memory=false", "++callbacks.checkpoint=null",
+         "++callbacks.best_checkpoint=null"],
         fashion=False,
     )  # fmt: skip
     assert (cfg.model.input_size, cfg.model.groups, cfg.model.lrn, cfg.trainer.max_epochs) == (227, 2, True, 90)

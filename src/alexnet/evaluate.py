@@ -13,12 +13,11 @@ from pathlib import Path
 import hydra
 import lightning as L
 import torch
-from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from alexnet.checkpoints import net_from_checkpoint, read_checkpoint, run_config
-from alexnet.config import CONFIG_DIR
+from alexnet.config import CONFIG_DIR, typed_overrides
 from alexnet.errors import UserError, exit_on_user_error
 from alexnet.lit_alexnet import LitAlexNet
 from alexnet.model import Ensemble
@@ -33,14 +32,6 @@ def checkpoint_paths(cfg: DictConfig) -> list[str]:
     return [str(p) for p in paths] if isinstance(paths, ListConfig | list) else [str(paths)]
 
 
-def typed_overrides(group: str) -> list[str]:
-    """The ``group.key=value`` overrides typed on the command line (they win over a checkpoint's config)."""
-    if not HydraConfig.initialized():
-        return []
-    keys = [o.split("=", 1)[0].lstrip("+~") for o in HydraConfig.get().overrides.task]
-    return [k for k in keys if k.startswith(f"{group}.")]
-
-
 def build_net_and_data(cfg: DictConfig) -> tuple[torch.nn.Module, L.LightningDataModule, int]:
     """The net (one, or an averaging ensemble) and the data module it is scored on."""
     paths = checkpoint_paths(cfg)
@@ -52,7 +43,7 @@ def build_net_and_data(cfg: DictConfig) -> tuple[torch.nn.Module, L.LightningDat
         nets = [net_from_checkpoint(c) for c in checkpoints]
         saved = run_config(checkpoints[0])
         model_cfg, data_cfg = saved.model, saved.data
-        for key in typed_overrides("data"):
+        for key in (k.lstrip("+~") for k in typed_overrides("data.")):
             OmegaConf.update(data_cfg, key.removeprefix("data."), OmegaConf.select(cfg, key), force_add=True)
     data_cfg.input_size, data_cfg.channels = model_cfg.input_size, model_cfg.in_channels
     net = nets[0] if len(nets) == 1 else Ensemble(nets)

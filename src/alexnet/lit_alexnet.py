@@ -2,18 +2,38 @@
 
 from __future__ import annotations
 
+import logging
+import random
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
+from alexnet.errors import UserError
+
+log = logging.getLogger(__name__)
+
+NONFINITE_ACTIONS = ("stop", "skip")
+
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer], Any]
+
+
+def _numpy_state_as_tensors(state: tuple) -> tuple:
+    # Checkpoints are loaded with weights_only=True, which refuses numpy arrays but accepts tensors.
+    name, keys, *rest = state
+    return (name, torch.from_numpy(keys.copy()), *rest)
+
+
+class NonFiniteLossError(UserError):
+    """The training loss became NaN or infinite."""
 
 
 def accuracy_metrics(num_classes: int, prefix: str) -> MetricCollection:
@@ -48,6 +68,8 @@ class LitAlexNet(L.LightningModule):
         scheduler_interval: step the scheduler every ``epoch`` or every ``step``.
         label_smoothing: cross-entropy label smoothing.
         run_config: the run's resolved config, saved in every checkpoint so it can be rebuilt exactly.
+        nonfinite_loss: what a NaN/inf training loss does: ``stop`` the run with a message naming the step and
+            the last good checkpoint, or ``skip`` the batch (no optimizer step) with a warning.
     """
 
     def __init__(
@@ -59,8 +81,11 @@ class LitAlexNet(L.LightningModule):
         scheduler_interval: str = "epoch",
         label_smoothing: float = 0.0,
         run_config: dict | None = None,
+        nonfinite_loss: str = "stop",
     ) -> None:
         super().__init__()
+        if nonfinite_loss not in NONFINITE_ACTIONS:
+            raise UserError(f"module.nonfinite_loss={nonfinite_loss!r}: choose one of {', '.join(NONFINITE_ACTIONS)}.")
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"])
         self.net = net
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
@@ -82,8 +107,45 @@ class LitAlexNet(L.LightningModule):
         self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage != "train")
         return loss
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        return self._step(batch, "train", self.train_metrics)
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
+        loss = self._step(batch, "train", self.train_metrics)
+        # Every rank decides together, so a skip never leaves one DDP rank waiting for another's gradients.
+        if self.trainer.strategy.reduce_boolean_decision(bool(torch.isfinite(loss)), all=True):
+            return loss
+        where = f"step {self.global_step + 1} (epoch {self.current_epoch}, batch {batch_idx})"
+        if self.hparams.nonfinite_loss == "skip":
+            log.warning("Non-finite training loss at %s: batch skipped (module.nonfinite_loss=skip).", where)
+            return None  # Lightning skips the backward pass and the optimizer step
+        raise NonFiniteLossError(
+            f"The training loss became {float(loss)} at {where}. Last good checkpoint: {self._last_checkpoint()}. "
+            "Lower optimizer.lr (or set trainer.gradient_clip_val), then resume=<run folder>; "
+            "module.nonfinite_loss=skip skips such batches instead."
+        )
+
+    def _last_checkpoint(self) -> str:
+        callbacks = self.trainer.checkpoint_callbacks if self._trainer is not None else []
+        paths = [p for c in callbacks for p in (c.last_model_path, c.best_model_path) if p and Path(p).is_file()]
+        return max(paths, key=lambda p: Path(p).stat().st_mtime) if paths else "none saved yet"
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Dropout masks and on-device crops draw from these; restoring them makes a resumed run exact.
+        checkpoint["rng_states"] = {
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else [],
+            "numpy": _numpy_state_as_tensors(np.random.get_state()),
+            "python": random.getstate(),
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        states = checkpoint.get("rng_states")
+        if not states:
+            return
+        torch.set_rng_state(states["torch"])
+        if states["cuda"] and torch.cuda.is_available() and len(states["cuda"]) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(states["cuda"])
+        name, keys, *rest = states["numpy"]
+        np.random.set_state((name, keys.numpy(), *rest))
+        random.setstate(states["python"])
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         self._step(batch, "val", self.val_metrics)

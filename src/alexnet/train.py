@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,12 +16,28 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor
 from lightning.pytorch.loggers import Logger, WandbLogger
-from omegaconf import DictConfig, OmegaConf
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+from omegaconf import DictConfig, OmegaConf, open_dict
 
-from alexnet.config import CONFIG_DIR
+from alexnet.config import CONFIG_DIR, typed_overrides
+from alexnet.csv_logger import ResumableCSVLogger
 from alexnet.errors import UserError, exit_on_user_error
+from alexnet.faults import STOP_SIGNALS, StopOnSignal
 
 log = logging.getLogger(__name__)
+STOP_SIGNALS_BY_NAME = {name: int(signum) for signum, name in STOP_SIGNALS.items()}
+
+
+def read_checkpoint_step(path: str) -> int:
+    """The optimizer step a checkpoint was saved at (loaded safely, on the CPU)."""
+    import torch
+
+    try:
+        return int(torch.load(path, map_location="cpu", weights_only=True)["global_step"])
+    except FileNotFoundError as error:
+        raise UserError(f"ckpt_path={path}: no such file. Checkpoints are in <run folder>/checkpoints/.") from error
+    except Exception as error:
+        raise UserError(f"ckpt_path={path} is not a readable Lightning checkpoint ({type(error).__name__}).") from error
 
 
 def instantiate_group(group: DictConfig | None) -> list:
@@ -73,19 +92,118 @@ def build(cfg: DictConfig) -> Run:
     return Run(datamodule, module, trainer, loggers)
 
 
+def continue_run(cfg: DictConfig) -> DictConfig:
+    """``resume=<folder>`` / ``ckpt_path=last``: the run's saved config, its last checkpoint, and only the
+    ``key=value`` overrides typed now (e.g. ``trainer.max_epochs=120``) changed."""
+    if not cfg.get("resume") and cfg.get("ckpt_path") != "last":
+        return cfg
+    folder = Path(cfg.paths.output_dir)  # hydra.run.dir already points at the run being continued
+    saved, last = folder / "config_resolved.yaml", folder / "checkpoints" / "last.ckpt"
+    if not saved.is_file():
+        where = f"resume={cfg.resume}" if cfg.get("resume") else f"ckpt_path=last (newest run under {folder.parent})"
+        raise UserError(
+            f"{where}: no run to continue ({saved} is missing). Give resume=<run folder> of a run alexnet-train "
+            "started, e.g. resume=outputs/runs/2026-01-31_12-00-00-000000."
+        )
+    if not last.is_file():
+        raise UserError(
+            f"{folder} has no checkpoints/last.ckpt: the run stopped before its first checkpoint. Start it again."
+        )
+    resumed = OmegaConf.load(saved)
+    for key in typed_overrides():
+        name = key.lstrip("+~")
+        if name in ("resume", "ckpt_path") or name.startswith("hydra."):
+            continue
+        if "." not in name or key.startswith("~"):
+            raise UserError(
+                f"{key}: a resumed run keeps its configuration; only values may change (e.g. trainer.max_epochs=120), "
+                "not config groups or deletions."
+            )
+        OmegaConf.update(resumed, name, OmegaConf.select(cfg, name), force_add=True)
+    resumed.ckpt_path, resumed.resume = str(last), str(folder)
+    log.info("Continuing %s from %s", folder, last)
+    return resumed
+
+
+def first_rank_of_node() -> bool:
+    # Lightning's ddp re-runs this entry point for the other ranks with LOCAL_RANK set.
+    return os.environ.get("LOCAL_RANK", "0") == "0"
+
+
+def pin_wandb_id(cfg: DictConfig) -> None:
+    """Give a W&B logger its run id before the config is saved, so a resume reopens the same W&B run."""
+    for entry in (cfg.get("logger") or {}).values():
+        if entry is not None and str(entry.get("_target_", "")).endswith("WandbLogger") and not entry.get("id"):
+            import wandb
+
+            with open_dict(entry):
+                entry.id = wandb.util.generate_id()
+
+
+def check_output_dir(output_dir: Path, module: L.LightningModule) -> None:
+    """Fail now, not at the first checkpoint hours later, when the run folder cannot hold checkpoints."""
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        probe = output_dir / ".write_test"
+        probe.write_bytes(b"0" * 4096)
+        probe.unlink()
+    except OSError as error:
+        raise UserError(
+            f"Cannot write to the run folder {output_dir} ({error.strerror or error}). Point runs at a writable "
+            "folder: paths.log_dir=/path (or ALEXNET_LOG_DIR=/path)."
+        ) from error
+    # weights + SGD momentum in fp32, for last.ckpt, the best checkpoint and one being written
+    checkpoint_bytes = 2 * 4 * sum(p.numel() for p in module.parameters())
+    free = shutil.disk_usage(output_dir).free
+    if free < 3 * checkpoint_bytes:
+        raise UserError(
+            f"Only {free / 2**30:.2f} GiB free in {output_dir}; this net's checkpoints take about "
+            f"{checkpoint_bytes / 2**30:.2f} GiB each and a run keeps up to three. Free some space or point runs "
+            "elsewhere: paths.log_dir=/path."
+        )
+
+
+def best_checkpoint(trainer: L.Trainer) -> str | None:
+    """The best-by-metric checkpoint saved in this run, if any."""
+    for callback in trainer.checkpoint_callbacks:
+        if callback.monitor and callback.best_model_path:
+            return callback.best_model_path
+    return None
+
+
 def train(cfg: DictConfig) -> float | None:
     """Fit (and test) one configuration; returns ``cfg.optimized_metric`` for a sweeper."""
+    cfg = continue_run(cfg)
     output_dir = Path(cfg.paths.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(cfg, output_dir / "config_resolved.yaml", resolve=True)
+    pin_wandb_id(cfg)
+    if first_rank_of_node():
+        output_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(cfg, output_dir / "config_resolved.yaml", resolve=True)
     run = build(cfg)
+    check_output_dir(output_dir, run.module)
     trainer = run.trainer
+    if cfg.get("ckpt_path"):
+        step = read_checkpoint_step(cfg.ckpt_path)
+        for logger in run.loggers:
+            if isinstance(logger, ResumableCSVLogger):
+                logger.resume_step = step
+    stopper = next((c for c in trainer.callbacks if isinstance(c, StopOnSignal)), None)
     try:
-        trainer.fit(run.module, datamodule=run.datamodule, ckpt_path=cfg.get("ckpt_path"))
+        trainer.fit(run.module, datamodule=run.datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
         fit_metrics = dict(trainer.callback_metrics)
         if cfg.get("test"):
-            best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-            trainer.test(run.module, datamodule=run.datamodule, ckpt_path=best or None)
+            trainer.test(run.module, datamodule=run.datamodule, ckpt_path=best_checkpoint(trainer), weights_only=True)
+    except SIGTERMException:
+        signal_name = stopper.received if stopper and stopper.received else "SIGTERM"
+        saved = stopper.saved if stopper else None
+        log.warning(
+            "Stopped by %s at step %d. %s Continue with: alexnet-train resume=%s",
+            signal_name,
+            trainer.global_step,
+            f"Checkpoint: {saved}." if saved else "No checkpoint was saved (callbacks.stop_on_signal is off).",
+            output_dir,
+        )
+        raise SystemExit(128 + STOP_SIGNALS_BY_NAME.get(signal_name, signal.SIGTERM)) from None
     finally:
         # Without this the next job of a multirun logs into this job's W&B run.
         if any(isinstance(logger, WandbLogger) for logger in run.loggers):

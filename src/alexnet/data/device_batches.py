@@ -43,11 +43,25 @@ class DeviceBatches:
             self._shard = torch.arange(rank, len(images), world_size, device=images.device)
             self._count = len(self._shard)
 
+        self._served = 0  # batches handed out in the current pass
+        self._resume_at = 0  # batches to skip on the next pass (restored from a mid-epoch checkpoint)
+
+    def state_dict(self) -> dict[str, int]:
+        """Position in the epoch; Lightning stores it in every checkpoint, so a mid-epoch resume continues the
+        same permutation where it stopped instead of starting the epoch over."""
+        return {"epoch": self.sampler.epoch if self.sampler is not None else 0, "served": self._served}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self._resume_at = state["served"]
+
     def __len__(self) -> int:
         return -(-self._count // self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         order = self._shard if self.sampler is None else torch.tensor(list(self.sampler), device=self.images.device)
-        for start in range(0, len(order), self.batch_size):
+        first, self._resume_at = self._resume_at, 0
+        self._served = first
+        for start in range(first * self.batch_size, len(order), self.batch_size):
             index = order[start : start + self.batch_size]
+            self._served += 1
             yield self.images[index], self.labels[index]

@@ -1,0 +1,121 @@
+"""Surviving the ways a days-long run ends early: signals, crashes half-way through a checkpoint write.
+
+Lightning already stops at a step boundary after SIGTERM (it raises ``SIGTERMException`` once the current
+step is done, on every rank). What it does not do is keep a checkpoint of that step, treat Ctrl+C or SLURM's
+warning signal the same way, or write checkpoints atomically; this module adds those three.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from hydra.experimental.callback import Callback as HydraCallback
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+from omegaconf import DictConfig
+
+log = logging.getLogger(__name__)
+
+STOP_SIGNALS = {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM", signal.SIGUSR1: "SIGUSR1"}
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Writes each checkpoint to a temporary file and renames it into place: a run killed mid-write (SIGKILL,
+    out of memory, node failure) leaves the previous ``last.ckpt`` intact instead of a truncated one."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+        path = Path(path)
+        partial = path.with_name(f".{path.name}.partial")
+        super().save_checkpoint(checkpoint, partial, storage_options)
+        os.replace(partial, path)
+
+
+class StopOnSignal(Callback):
+    """SIGTERM, SIGINT (Ctrl+C) and SIGUSR1 (SLURM's ``--signal`` warning before pre-emption) finish the current
+    step, save ``<dirpath>/last.ckpt`` and end the run; ``alexnet-train resume=<run folder>`` continues it.
+
+    SIGINT and SIGUSR1 are turned into SIGTERM, so every rank stops at the same step boundary through
+    Lightning's own SIGTERM path. A second Ctrl+C stops at once.
+    """
+
+    def __init__(self, dirpath: str) -> None:
+        self.dirpath = Path(dirpath)
+        self.received: str | None = None
+        self.saved: Path | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _forward(self, signum: int, frame: Any) -> None:
+        self.received = self.received or STOP_SIGNALS[signum]
+        if signum == signal.SIGINT:
+            signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl+C interrupts at once
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Lightning has installed its SIGTERM handler by now; chain ours in front of it to learn the signal.
+        lightning_sigterm = signal.getsignal(signal.SIGTERM)
+
+        def on_sigterm(signum: int, frame: Any) -> None:
+            self.received = self.received or "SIGTERM"
+            if callable(lightning_sigterm):
+                lightning_sigterm(signum, frame)
+
+        if _main_thread():
+            self._previous = {s: signal.getsignal(s) for s in STOP_SIGNALS}
+            signal.signal(signal.SIGTERM, on_sigterm)
+            signal.signal(signal.SIGINT, self._forward)
+            signal.signal(signal.SIGUSR1, self._forward)
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        if isinstance(exception, SIGTERMException):
+            self.saved = self.dirpath / "last.ckpt"
+            trainer.save_checkpoint(self.saved)
+        self._restore()
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self._restore()
+
+    def _restore(self) -> None:
+        if _main_thread():
+            for signum, handler in self._previous.items():
+                signal.signal(signum, handler)
+        self._previous = {}
+
+
+def _main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+class WritableOutputCheck(HydraCallback):
+    """Stops with one line, before anything starts, when the run (or sweep) folder cannot be created.
+
+    Hydra creates that folder itself before the task runs, so an unwritable ``paths.log_dir`` would otherwise
+    end in Hydra's traceback.
+    """
+
+    def _check(self, folder: str) -> None:
+        try:
+            Path(folder).mkdir(parents=True, exist_ok=True)
+            probe = Path(folder) / ".write_test"
+            probe.write_bytes(b"0")
+            probe.unlink()
+        except OSError as error:
+            print(
+                f"error: cannot write to the output folder {folder} ({error.strerror or error}). Point runs at a "
+                "writable folder: paths.log_dir=/path (or ALEXNET_LOG_DIR=/path).",
+                file=sys.stderr,
+            )
+            raise SystemExit(2) from None
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check(str(config.hydra.run.dir))
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check(str(config.hydra.sweep.dir))
