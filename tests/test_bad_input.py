@@ -71,7 +71,7 @@ CASES = [
     ("alexnet-train", ["data.root={data}", "ckpt_path={missing}"], 2, "no such file"),
     ("alexnet-train", ["data.root={data}", "ckpt_path={truncated}"], 2, "is not a readable Lightning checkpoint"),
     ("alexnet-train", ["paths.log_dir={a_file}/out"], 2, "cannot write to the output folder"),
-    ("alexnet-train", ["-m", "trainer=ddp", "trainer.devices=2"], 2, "cannot run inside a Hydra multirun"),
+    ("alexnet-train", ["-m", "trainer=ddp", "trainer.devices=2"], 2, "cannot run inside a local Hydra multirun"),
     ("alexnet-eval", ["ckpt_path={missing}"], 2, "no such file"),
     ("alexnet-eval", ["ckpt_path={truncated}"], 2, "is not a readable checkpoint"),
     ("alexnet-eval", ["ckpt_path={foreign}"], 2, "was not written by alexnet-train"),

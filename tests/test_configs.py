@@ -28,7 +28,7 @@ def compose_file(path: Path, tmp_path: Path, *extra: str) -> DictConfig:
 def test_the_tree_has_the_documented_groups() -> None:
     groups = {p.parts[0] for p in CONFIG_FILES if len(p.parts) > 1}
     assert groups == {"model", "data", "optimizer", "scheduler", "trainer", "logger", "callbacks", "paths",
-                      "experiment", "debug"}  # fmt: skip
+                      "experiment", "debug", "hparams_search", "hydra"}  # fmt: skip
     assert {"train.yaml", "summary.yaml"} <= {str(p) for p in CONFIG_FILES}
 
 

@@ -35,7 +35,15 @@ def output_subdir(resume: str | None, ckpt_path: str | None) -> str:
     return ".hydra"
 
 
+def sqlite_url(path: str) -> str:
+    """An SQLite URL for an Optuna study file; SQLite cannot create the folder itself."""
+    file = Path(path).expanduser().absolute()
+    file.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{file}"
+
+
 OmegaConf.register_new_resolver("alexnet.run_dir", run_dir, replace=True)
+OmegaConf.register_new_resolver("alexnet.sqlite", sqlite_url, replace=True)
 OmegaConf.register_new_resolver("alexnet.output_subdir", output_subdir, replace=True)
 
 

@@ -18,6 +18,10 @@ class UserError(Exception):
     """Something the user can fix (a setting, a path, a file); the message says how."""
 
 
+class LaunchError(UserError):
+    """A combination that must not start at all; it stops a whole multirun, not just one job."""
+
+
 USER_ERRORS = (UserError, ArchitectureError)
 
 
@@ -28,6 +32,13 @@ def find_user_error(error: BaseException | None) -> BaseException | None:
             return error
         error = error.__cause__
     return None
+
+
+def in_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
 def exit_on_user_error(task: Callable[..., T]) -> Callable[..., T]:
@@ -42,6 +53,9 @@ def exit_on_user_error(task: Callable[..., T]) -> Callable[..., T]:
             if cause is None:
                 raise
             print(f"error: {cause}", file=sys.stderr, flush=True)
+            if in_multirun() and not isinstance(cause, LaunchError):
+                # Let Hydra record this job as failed and go on with the others; exiting would end the sweep.
+                raise UserError(str(cause)) from None
             raise SystemExit(2) from None
 
     return wrapper

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torchmetrics import MetricCollection
-from torchmetrics.classification import MulticlassAccuracy
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from alexnet.errors import UserError
 
@@ -93,6 +93,8 @@ class LitAlexNet(L.LightningModule):
         self.train_metrics = accuracy_metrics(num_classes, "train/")
         self.val_metrics = accuracy_metrics(num_classes, "val/")
         self.test_metrics = accuracy_metrics(num_classes, "test/")
+        # Read (and pictured) by the W&B media callback; synced across ranks like the accuracies.
+        self.val_confusion = MulticlassConfusionMatrix(num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -102,6 +104,8 @@ class LitAlexNet(L.LightningModule):
         logits = crop_averaged_log_probs(self.net, images) if images.dim() == 5 else self(images)
         loss = F.cross_entropy(logits, labels, label_smoothing=self.hparams.label_smoothing)
         metrics.update(logits, labels)
+        if stage == "val":
+            self.val_confusion.update(logits.detach(), labels)
         on_step = stage == "train"
         self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, sync_dist=not on_step)
         self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage != "train")
@@ -149,6 +153,9 @@ class LitAlexNet(L.LightningModule):
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         self._step(batch, "val", self.val_metrics)
+
+    def on_validation_epoch_start(self) -> None:
+        self.val_confusion.reset()
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         self._step(batch, "test", self.test_metrics)

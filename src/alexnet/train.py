@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import shutil
 import signal
+import string
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,12 +19,13 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor
 from lightning.pytorch.loggers import Logger, WandbLogger
+from lightning.pytorch.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from alexnet.config import CONFIG_DIR, typed_overrides
 from alexnet.csv_logger import ResumableCSVLogger
-from alexnet.errors import UserError, exit_on_user_error
+from alexnet.errors import LaunchError, UserError, exit_on_user_error
 from alexnet.faults import STOP_SIGNALS, StopOnSignal
 
 log = logging.getLogger(__name__)
@@ -50,13 +54,16 @@ def check_launch(cfg: DictConfig) -> None:
     strategy = str(cfg.trainer.get("strategy", "auto"))
     relaunches = strategy.startswith("ddp") and not any(s in strategy for s in ("spawn", "fork", "notebook"))
     multi_device = cfg.trainer.get("devices") not in (1, "1", [0]) or cfg.trainer.get("num_nodes", 1) != 1
-    if relaunches and multi_device and HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+    # Under SLURM (submitit) or torchrun the ranks already exist; Lightning relaunches nothing.
+    external_ranks = SLURMEnvironment.detect() or TorchElasticEnvironment.detect()
+    multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+    if relaunches and multi_device and multirun and not external_ranks:
         # Lightning's ddp re-runs the script per rank with the same argv, so each rank would start the
         # whole sweep again (Lightning #11300).
-        raise UserError(
-            f"trainer.strategy={strategy} on several devices cannot run inside a Hydra multirun (-m): every "
-            "rank would relaunch the whole sweep. Run each configuration without -m, or use "
-            "trainer.strategy=ddp_spawn for a local sweep."
+        raise LaunchError(
+            f"trainer.strategy={strategy} on several devices cannot run inside a local Hydra multirun (-m): every "
+            "rank would relaunch the whole sweep. Run each configuration without -m, sweep on SLURM with "
+            "hydra/launcher=slurm_multi_gpu (SLURM starts one task per GPU), or use trainer.strategy=ddp_spawn."
         )
 
 
@@ -130,14 +137,52 @@ def first_rank_of_node() -> bool:
     return os.environ.get("LOCAL_RANK", "0") == "0"
 
 
-def pin_wandb_id(cfg: DictConfig) -> None:
-    """Give a W&B logger its run id before the config is saved, so a resume reopens the same W&B run."""
-    for entry in (cfg.get("logger") or {}).values():
-        if entry is not None and str(entry.get("_target_", "")).endswith("WandbLogger") and not entry.get("id"):
-            import wandb
+def job_name() -> str | None:
+    """The overrides that make this job differ (``model.groups=1,model.lrn=false``), without paths."""
+    if not HydraConfig.initialized():
+        return None
+    skip = ("paths.", "data.root", "hydra.", "resume", "ckpt_path", "logger", "callbacks")
+    chosen = [o for o in HydraConfig.get().overrides.task if not o.lstrip("+~").startswith(skip)]
+    return ",".join(sorted(chosen)) or None
 
-            with open_dict(entry):
-                entry.id = wandb.util.generate_id()
+
+def run_group() -> str | None:
+    """W&B group: the sweep's folder name under -m, else the experiment's name."""
+    if not HydraConfig.initialized():
+        return None
+    hydra_cfg = HydraConfig.get()
+    if hydra_cfg.mode == RunMode.MULTIRUN:
+        return f"sweep-{Path(hydra_cfg.sweep.dir).name}"
+    return hydra_cfg.runtime.choices.get("experiment")
+
+
+def git_commit() -> str | None:
+    """The commit of the code being run (its source checkout, else the working folder), for the record."""
+    for folder in (Path(__file__).resolve().parent, Path.cwd()):
+        try:
+            found = subprocess.run(
+                ["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True, text=True, timeout=10, check=True
+            )
+            return found.stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            continue
+    return None
+
+
+def describe_run(cfg: DictConfig) -> None:
+    """Record the git commit, and give a W&B logger its id, name and group before the config is saved: the
+    saved id is what lets resume=<run folder> reopen the same W&B run."""
+    with open_dict(cfg):
+        cfg.git_commit = cfg.get("git_commit") or git_commit()
+    for entry in (cfg.get("logger") or {}).values():
+        if entry is None or not str(entry.get("_target_", "")).endswith("WandbLogger"):
+            continue
+        with open_dict(entry):
+            entry.id = entry.get("id") or "".join(
+                secrets.choice(string.ascii_lowercase + string.digits) for _ in range(8)
+            )
+            entry.name = entry.get("name") or job_name()
+            entry.group = entry.get("group") or run_group()
 
 
 def check_output_dir(output_dir: Path, module: L.LightningModule) -> None:
@@ -175,7 +220,7 @@ def train(cfg: DictConfig) -> float | None:
     """Fit (and test) one configuration; returns ``cfg.optimized_metric`` for a sweeper."""
     cfg = continue_run(cfg)
     output_dir = Path(cfg.paths.output_dir)
-    pin_wandb_id(cfg)
+    describe_run(cfg)
     if first_rank_of_node():
         output_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(cfg, output_dir / "config_resolved.yaml", resolve=True)
@@ -188,11 +233,13 @@ def train(cfg: DictConfig) -> float | None:
             if isinstance(logger, ResumableCSVLogger):
                 logger.resume_step = step
     stopper = next((c for c in trainer.callbacks if isinstance(c, StopOnSignal)), None)
+    finished = False
     try:
         trainer.fit(run.module, datamodule=run.datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
         fit_metrics = dict(trainer.callback_metrics)
         if cfg.get("test"):
             trainer.test(run.module, datamodule=run.datamodule, ckpt_path=best_checkpoint(trainer), weights_only=True)
+        finished = True
     except SIGTERMException:
         signal_name = stopper.received if stopper and stopper.received else "SIGTERM"
         saved = stopper.saved if stopper else None
@@ -209,7 +256,7 @@ def train(cfg: DictConfig) -> float | None:
         if any(isinstance(logger, WandbLogger) for logger in run.loggers):
             import wandb
 
-            wandb.finish()
+            wandb.finish(exit_code=0 if finished else 1)  # a failed job shows as failed in W&B
     metric = fit_metrics.get(cfg.get("optimized_metric"))
     log.info("Run folder: %s", output_dir)
     return None if metric is None else float(metric)

@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset, random_
 from torchvision.datasets import FashionMNIST
 from torchvision.transforms import v2
 
-from alexnet.data.batch_size import per_device_batch_size
+from alexnet.data.batch_size import evaluation_sampler, per_device_batch_size
 from alexnet.data.batch_transforms import to_model_input
 from alexnet.data.device_batches import DeviceBatches
 from alexnet.errors import UserError
@@ -174,6 +174,7 @@ class FashionMNISTDataModule(L.LightningDataModule):
             dataset,
             batch_size=batch_size,
             shuffle=shuffle,
+            sampler=None if shuffle else evaluation_sampler(dataset, self.trainer),
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.num_workers > 0,

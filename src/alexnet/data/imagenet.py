@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, default_collate
 from torchvision.datasets import ImageFolder
 from torchvision.transforms import v2
 
-from alexnet.data.batch_size import per_device_batch_size
+from alexnet.data.batch_size import evaluation_sampler, per_device_batch_size
 from alexnet.data.batch_transforms import pca_lighting, random_crop_flip, ten_crop
 from alexnet.errors import UserError
 
@@ -156,10 +156,12 @@ class ImageNetDataModule(L.LightningDataModule):
         self._split("val")
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        dataset = self._split(split)
         return DataLoader(
-            self._split(split),
+            dataset,
             batch_size=per_device_batch_size(self.batch_size, self.trainer),
             shuffle=shuffle,
+            sampler=None if shuffle else evaluation_sampler(dataset, self.trainer),
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.num_workers > 0,

@@ -1,0 +1,237 @@
+"""Scale and sweeps: DDP on CPU processes, multiruns with one W&B run per job, the report, Optuna, submitit."""
+
+from __future__ import annotations
+
+import json
+import struct
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from wandb.proto import wandb_internal_pb2
+
+from alexnet.train import build
+from conftest import compose_config, run_cli, train_config
+from test_train import column, read_metrics
+
+TINY = ["model.input_size=67", "model.channels=[8,16,16,16,16]", "model.hidden_size=32", "data.download=false",
+        "data.batch_size=8", "++callbacks.progress_bar=null", "trainer.log_every_n_steps=1"]  # fmt: skip
+
+
+def wandb_records(path: Path) -> list[wandb_internal_pb2.Record]:
+    """The records of an offline ``run-<id>.wandb`` file: a 7-byte header, then LevelDB-log framing (32 KiB
+    blocks; each chunk has a CRC, a length and a type: full, first, middle or last) around protobuf Records."""
+    data, block = path.read_bytes(), 32768
+    assert data[:4] == b":W&B"
+    records, position, pending = [], 7, b""
+    while position + 7 <= len(data):
+        room = block - position % block
+        if room < 7:  # the rest of a block too short for a chunk header is padding
+            position += room
+            continue
+        _, length, kind = struct.unpack("<IHB", data[position : position + 7])
+        chunk = data[position + 7 : position + 7 + length]
+        position += 7 + length
+        if kind == 0 and length == 0:
+            break
+        pending += chunk
+        if kind in (1, 4):  # full or last
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(pending)
+            records.append(record)
+            pending = b""
+    return records
+
+
+def wandb_run(folder: Path) -> dict:
+    (run_file,) = folder.glob("wandb/offline-run-*/run-*.wandb")
+    history, run = [], None
+    for record in wandb_records(run_file):
+        kind = record.WhichOneof("record_type")
+        if kind == "history":
+            history.append({i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in record.history.item})
+        elif kind == "run":
+            run = record.run
+    media = sorted(p.name for p in run_file.parent.glob("files/media/images/media/*.png"))
+    return {"id": run.run_id, "name": run.display_name, "group": run.run_group, "history": history, "media": media}
+
+
+@pytest.mark.slow
+def test_ddp_on_two_cpu_processes_validates_like_one_process(tmp_path: Path, fashion_root: Path) -> None:
+    run_dir = tmp_path / "ddp"
+    # 41 validation images: 21 + 20 over two ranks; a padding sampler would count one twice.
+    settings = [*TINY, "data.val_size=41", "trainer.max_epochs=1", "trainer.limit_train_batches=4", "test=false"]
+    result = run_cli("alexnet-train", "trainer=ddp_cpu", "trainer.devices=2", f"data.root={fashion_root}",
+                     *settings, f"hydra.run.dir={run_dir}", cwd=tmp_path, timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = read_metrics(run_dir / "csv" / "metrics.csv")
+    ddp_top1, ddp_top5 = column(rows, "val/acc_top1")[-1], column(rows, "val/acc_top5")[-1]
+    assert len(column(rows, "val/acc_top1")) == 1, "one process (rank 0) logged"
+
+    cfg = train_config(tmp_path / "single", fashion_root, [*settings, "logger=none", "callbacks=none"])
+    run = build(cfg)
+    last = str(run_dir / "checkpoints" / "last.ckpt")
+    (single,) = run.trainer.validate(run.module, datamodule=run.datamodule, ckpt_path=last, verbose=False)
+    assert single["val/acc_top1"] == pytest.approx(ddp_top1, abs=1e-6)
+    assert single["val/acc_top5"] == pytest.approx(ddp_top5, abs=1e-6)
+    assert round(ddp_top1 * 41) == pytest.approx(ddp_top1 * 41, abs=1e-4), "a whole number of the 41 images"
+
+
+@pytest.mark.slow
+def test_four_job_multirun_gives_four_wandb_runs_and_a_report(tmp_path: Path, fashion_root: Path) -> None:
+    result = run_cli("alexnet-train", "-m", f"data.root={fashion_root}", *TINY, "data.val_size=40",
+                     "trainer.max_epochs=1", "trainer.limit_train_batches=3", "logger=[csv,wandb]",
+                     f"paths.log_dir={tmp_path}", "model.lrn=true,false", "model.groups=1,2",
+                     cwd=tmp_path, timeout=400)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    (sweep,) = (tmp_path / "multirun").iterdir()
+    jobs = sorted(p for p in sweep.iterdir() if p.name.isdigit())
+    assert [p.name for p in jobs] == ["0", "1", "2", "3"]
+    runs = [wandb_run(job) for job in jobs]
+    assert len({r["id"] for r in runs}) == 4, "one W&B run per job"
+    assert {r["group"] for r in runs} == {f"sweep-{sweep.name}"}
+    for job, run in zip(jobs, runs, strict=True):
+        overrides = yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text())
+        assert run["name"] == ",".join(
+            sorted(
+                o
+                for o in overrides
+                if o.startswith(("model.", "trainer.")) or o.startswith("data.") and not o.startswith("data.root")
+            )
+        )
+        logged = set().union(*run["history"])
+        assert {"train/loss_step", "val/acc_top1", "val/acc_top5", "lr-SGD"} <= logged, logged
+        assert any(name.startswith("conv1_filters") for name in run["media"])
+        assert any(name.startswith("val_confusion_matrix") for name in run["media"])
+        assert any(name.startswith("val_examples") for name in run["media"])
+        saved = yaml.safe_load((job / "config_resolved.yaml").read_text())
+        assert saved["logger"]["wandb"]["id"] == run["id"] and saved["git_commit"]
+
+    report = run_cli("alexnet-report", str(sweep), cwd=tmp_path)
+    assert report.returncode == 0, report.stderr
+    table = (sweep / "report.md").read_text().splitlines()
+    assert (
+        table[2] == "| job | model.groups | model.lrn | val/acc_top1 | val/acc_top5 | test/acc_top1 | test/acc_top5 |"
+    )
+    rows = [line.split(" | ") for line in table[4:8]]
+    assert sorted(r[0].strip("| ") for r in rows) == ["0", "1", "2", "3"]
+    for job, row in zip(jobs, sorted(rows, key=lambda r: r[0]), strict=True):
+        top1 = column(read_metrics(job / "csv" / "metrics.csv"), "val/acc_top1")[-1]
+        assert row[3] == f"{100 * top1:.2f}"
+    assert (sweep / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.slow
+def test_optuna_search_runs_trials_and_resumes_its_study(tmp_path: Path, fashion_root: Path) -> None:
+    args = ["hparams_search=fashion_mnist_optuna", f"data.root={fashion_root}", *TINY, "data.val_size=40",
+            "trainer.max_epochs=1", "trainer.limit_train_batches=2", "test=false", f"paths.log_dir={tmp_path}",
+            "++callbacks.checkpoint=null", "++callbacks.best_checkpoint=null"]  # fmt: skip
+    first = run_cli("alexnet-train", *args, "hydra.sweeper.n_trials=2", cwd=tmp_path, timeout=400)
+    assert first.returncode == 0, first.stderr[-3000:]
+    again = run_cli("alexnet-train", *args, "hydra.sweeper.n_trials=1", cwd=tmp_path, timeout=400)
+    assert again.returncode == 0, again.stderr[-3000:]
+    import optuna
+
+    study = optuna.load_study(
+        study_name="alexnet_fashion_mnist", storage=f"sqlite:///{tmp_path}/optuna/alexnet_fashion_mnist.db"
+    )
+    assert len(study.trials) == 3 and all(t.state.name == "COMPLETE" for t in study.trials)
+    assert all(0 <= t.value <= 1 for t in study.trials)
+    assert {"optimizer.lr", "model.dropout"} <= set(study.trials[0].params)
+
+
+@pytest.mark.slow
+def test_submitit_local_launcher_runs_the_jobs(tmp_path: Path, fashion_root: Path) -> None:
+    result = run_cli("alexnet-train", "-m", "hydra/launcher=local", f"data.root={fashion_root}", *TINY,
+                     "data.val_size=40", "debug=fdr", f"paths.log_dir={tmp_path}", "model.lrn=true,false",
+                     cwd=tmp_path, timeout=400)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    (sweep,) = (tmp_path / "multirun").iterdir()
+    assert sorted(p.name for p in sweep.iterdir() if p.name.isdigit()) == ["0", "1"]
+    submitted = [p for p in (sweep / ".submitit").iterdir() if p.name != "%j"]  # "%j": submitit's own template
+    assert len(submitted) == 2, "each job went through submitit"
+    for job in ("0", "1"):
+        assert (sweep / job / "config_resolved.yaml").is_file()
+
+
+def test_launcher_configs_compose_with_one_task_per_gpu() -> None:
+    cfg = compose_config("train", ["hydra/launcher=slurm_multi_gpu", "trainer=ddp", "trainer.devices=8"])
+    assert cfg.trainer.devices == 8  # the launcher's tasks_per_node / gpus_per_node follow it (checked below)
+    from hydra import compose, initialize_config_dir
+
+    from alexnet.config import CONFIG_DIR
+
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        full = compose("train", ["hydra/launcher=slurm_multi_gpu", "trainer=ddp", "trainer.devices=8"],
+                       return_hydra_config=True)  # fmt: skip
+        launcher = full.hydra.launcher
+        assert "SlurmLauncher" in launcher._target_
+        assert (launcher.tasks_per_node, launcher.gpus_per_node) == (8, 8)
+        one = compose("train", ["hydra/launcher=slurm_gpu"], return_hydra_config=True).hydra.launcher
+        assert (one.tasks_per_node, one.gpus_per_node) == (1, 1)
+
+
+def test_multirun_with_multi_device_ddp_is_refused_at_once(tmp_path: Path) -> None:
+    started = time.monotonic()
+    result = run_cli("alexnet-train", "-m", f"paths.log_dir={tmp_path}", "trainer=ddp_cpu", "model.lrn=true,false",
+                     cwd=tmp_path, timeout=60)  # fmt: skip
+    assert result.returncode == 2 and time.monotonic() - started < 60
+    assert "hydra/launcher=slurm_multi_gpu" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_ablation_experiment_sweeps_sixteen_configurations() -> None:
+    from hydra import compose, initialize_config_dir
+
+    from alexnet.config import CONFIG_DIR
+
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("train", ["experiment=ablation_fashion_mnist"], return_hydra_config=True)
+    params = cfg.hydra.sweeper.params
+    assert dict(params) == {"model.lrn": "true,false", "model.groups": "1,2", "model.input_size": "224,227",
+                            "model.overlapping_pool": "true,false"}  # fmt: skip
+    assert cfg.model.channels == [96, 256, 384, 384, 256]  # the paper's net
+
+
+@pytest.mark.slow
+def test_a_failing_job_does_not_stop_the_sweep_and_its_wandb_run_is_finished(
+    tmp_path: Path, fashion_root: Path
+) -> None:
+    # Job 0 fails in data setup, after its W&B run has started; job 1 must still run.
+    result = run_cli("alexnet-train", "-m", f"data.root={fashion_root}", *TINY, "trainer.max_epochs=1",
+                     "trainer.limit_train_batches=2", "logger=wandb", f"paths.log_dir={tmp_path}",
+                     "data.val_size=100000,40", cwd=tmp_path, timeout=300)  # fmt: skip
+    assert result.returncode == 1
+    assert "error: data.val_size=100000 leaves no training" in result.stderr
+    (sweep,) = (tmp_path / "multirun").iterdir()
+    exits = {}
+    for job in ("0", "1"):
+        (run_file,) = (sweep / job).glob("wandb/offline-run-*/run-*.wandb")
+        records = [r for r in wandb_records(run_file) if r.WhichOneof("record_type") == "exit"]
+        exits[job] = records[0].exit.exit_code if records else None
+    assert exits == {"0": 1, "1": 0}, "both runs finished; the failed one marked failed"
+    assert (sweep / "1" / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_multi_device_ddp_under_a_multirun_is_allowed_when_slurm_starts_the_ranks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from hydra import compose, initialize_config_dir
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+    from omegaconf import open_dict, read_write
+
+    from alexnet.config import CONFIG_DIR
+    from alexnet.errors import LaunchError
+    from alexnet.train import check_launch
+
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("train", ["trainer=ddp", "trainer.devices=8"], return_hydra_config=True)
+    with read_write(cfg.hydra), open_dict(cfg.hydra):
+        cfg.hydra.mode = RunMode.MULTIRUN
+    HydraConfig.instance().set_config(cfg)
+    with pytest.raises(LaunchError, match="hydra/launcher=slurm_multi_gpu"):
+        check_launch(cfg)
+    for name, value in {"SLURM_NTASKS": "8", "SLURM_JOB_NAME": "alexnet", "SLURM_NODELIST": "gpu01"}.items():
+        monkeypatch.setenv(name, value)
+    check_launch(cfg)  # SLURM (submitit) started one task per GPU: nothing is relaunched, nothing to refuse
