@@ -81,6 +81,8 @@ CASES = [
     ("alexnet-predict", ["ckpt_path={good}"], 2, "Give the images to classify"),
     ("alexnet-summary", ["model.groups=5"], 2, "model.groups=5"),
     ("alexnet-bench", ["bench.steps=0"], 2, "bench.steps=0: must be a positive integer."),
+    ("alexnet-report", ["{missing}"], 2, "no such folder. Give a multirun folder"),
+    ("alexnet-report", ["{empty_dir}"], 2, "holds no job folders"),
 ]
 
 
@@ -92,7 +94,8 @@ def test_bad_input_gives_one_clear_message(
 ) -> None:
     flags = [a for a in args if a.startswith("-")]  # Hydra's flags (-m) come before the overrides
     overrides = [a.format(**files) for a in args if not a.startswith("-")]
-    log_dir = [] if command == "alexnet-summary" else [f"paths.log_dir={tmp_path}"]  # summary writes nothing
+    # summary writes nothing; report takes a folder, not Hydra overrides
+    log_dir = [] if command in ("alexnet-summary", "alexnet-report") else [f"paths.log_dir={tmp_path}"]
     result = run_cli(command, *flags, *log_dir, *overrides, cwd=tmp_path)
     assert result.returncode == status, result.stderr[-2000:]
     assert message in result.stderr, result.stderr[-2000:]

@@ -108,7 +108,9 @@ def test_a_dead_ddp_rank_ends_the_job_with_an_error(tmp_path: Path, fashion_root
     os.kill(int(ranks[0]), signal.SIGKILL)
     started = time.monotonic()
     returncode = process.wait(timeout=120)  # a hang fails here
-    assert returncode != 0 and time.monotonic() - started < 120
+    assert returncode == 2 and time.monotonic() - started < 120
+    log = (tmp_path / "ddp.log").read_text()
+    assert "error: Another DDP rank stopped, so this one stops too" in log and f"resume={run_dir}" in log
 
 
 def test_resume_refuses_a_folder_without_a_run(tmp_path: Path) -> None:

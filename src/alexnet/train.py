@@ -29,6 +29,13 @@ from alexnet.errors import LaunchError, UserError, exit_on_user_error
 from alexnet.faults import STOP_SIGNALS, StopOnSignal
 
 log = logging.getLogger(__name__)
+# What gloo and NCCL say when a peer process has gone away mid-collective.
+PEER_FAILURES = (
+    "Connection reset by peer",
+    "Connection closed by peer",
+    "NCCL communicator was aborted",
+    "Broken pipe",
+)
 STOP_SIGNALS_BY_NAME = {name: int(signum) for signum, name in STOP_SIGNALS.items()}
 
 
@@ -251,6 +258,14 @@ def train(cfg: DictConfig) -> float | None:
             output_dir,
         )
         raise SystemExit(128 + STOP_SIGNALS_BY_NAME.get(signal_name, signal.SIGTERM)) from None
+    except RuntimeError as error:
+        if trainer.world_size > 1 and any(s in str(error) for s in PEER_FAILURES):
+            first_line = str(error).strip().splitlines()[0][:300]
+            raise UserError(
+                f"Another DDP rank stopped, so this one stops too ({first_line}). Look at the failed rank's log, "
+                f"then continue from the last checkpoint: alexnet-train resume={output_dir}"
+            ) from error
+        raise
     finally:
         # Without this the next job of a multirun logs into this job's W&B run.
         if any(isinstance(logger, WandbLogger) for logger in run.loggers):
