@@ -76,6 +76,7 @@ CASES = [
     ("alexnet-eval", ["ckpt_path={truncated}"], 2, "is not a readable checkpoint"),
     ("alexnet-eval", ["ckpt_path={foreign}"], 2, "was not written by alexnet-train"),
     ("alexnet-eval", ["model=d2l", "model.weights={paper_weights}"], 2, "does not fit this net"),
+    ("alexnet-eval", ["ckpt_path={good}", "data.test_crops=10"], 2, "(FashionMNISTDataModule) has no such setting"),
     ("alexnet-predict", ["ckpt_path={good}", "images=[{not_an_image}]"], 2, "Unreadable image"),
     ("alexnet-predict", ["ckpt_path={good}", "images=[{missing}]"], 2, "is neither a file nor a folder"),
     ("alexnet-predict", ["ckpt_path={good}"], 2, "Give the images to classify"),

@@ -44,7 +44,14 @@ def build_net_and_data(cfg: DictConfig) -> tuple[torch.nn.Module, L.LightningDat
         saved = run_config(checkpoints[0])
         model_cfg, data_cfg = saved.model, saved.data
         for key in (k.lstrip("+~") for k in typed_overrides("data.")):
-            OmegaConf.update(data_cfg, key.removeprefix("data."), OmegaConf.select(cfg, key), force_add=True)
+            name = key.removeprefix("data.")
+            if name.split(".")[0] not in data_cfg:
+                settings = ", ".join(k for k in data_cfg if not k.startswith("_"))
+                raise UserError(
+                    f"{key}: the checkpoint's data module ({data_cfg._target_.rsplit('.', 1)[-1]}) has no such "
+                    f"setting. Its settings: {settings}."
+                )
+            OmegaConf.update(data_cfg, name, OmegaConf.select(cfg, key), force_add=True)
     data_cfg.input_size, data_cfg.channels = model_cfg.input_size, model_cfg.in_channels
     net = nets[0] if len(nets) == 1 else Ensemble(nets)
     return net, instantiate(data_cfg), len(nets)
