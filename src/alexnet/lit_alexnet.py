@@ -120,8 +120,9 @@ class LitAlexNet(L.LightningModule):
         if self.hparams.nonfinite_loss == "skip":
             log.warning("Non-finite training loss at %s: batch skipped (module.nonfinite_loss=skip).", where)
             return None  # Lightning skips the backward pass and the optimizer step
+        value = float(loss.detach())
         raise NonFiniteLossError(
-            f"The training loss became {float(loss)} at {where}. Last good checkpoint: {self._last_checkpoint()}. "
+            f"The training loss became {value} at {where}. Last good checkpoint: {self._last_checkpoint()}. "
             "Lower optimizer.lr (or set trainer.gradient_clip_val), then resume=<run folder>; "
             "module.nonfinite_loss=skip skips such batches instead."
         )
