@@ -31,10 +31,11 @@ from alexnet.faults import STOP_SIGNALS, StopOnSignal
 log = logging.getLogger(__name__)
 # What gloo and NCCL say when a peer process has gone away mid-collective.
 PEER_FAILURES = (
+    "gloo/transport",  # every gloo socket error names its transport source file
     "Connection reset by peer",
     "Connection closed by peer",
-    "NCCL communicator was aborted",
     "Broken pipe",
+    "NCCL communicator was aborted",
 )
 STOP_SIGNALS_BY_NAME = {name: int(signum) for signum, name in STOP_SIGNALS.items()}
 
