@@ -12,11 +12,26 @@ from alexnet.errors import UserError
 from alexnet.model import AlexNet, net_weights
 
 
-def read_checkpoint(path: str | Path) -> dict:
-    """A Lightning checkpoint written by alexnet-train, loaded with ``weights_only=True``."""
+def existing_file(path: str | Path) -> Path:
     path = Path(path).expanduser()
     if not path.is_file():
         raise UserError(f"ckpt_path={path}: no such file. Checkpoints are in <run folder>/checkpoints/.")
+    return path
+
+
+def checkpoint_step(path: str | Path) -> int:
+    """The optimizer step a Lightning checkpoint was saved at. Memory-mapped, so the weights are not read:
+    the checkpoint is about to be loaded in full by the Trainer."""
+    path = existing_file(path)
+    try:
+        return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["global_step"])
+    except Exception as error:  # truncated zip, not a torch file, no global_step
+        raise UserError(f"ckpt_path={path} is not a readable Lightning checkpoint ({type(error).__name__}).") from error
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    """A Lightning checkpoint written by alexnet-train, loaded with ``weights_only=True``."""
+    path = existing_file(path)
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # truncated zip, pickle of foreign objects, not a torch file at all

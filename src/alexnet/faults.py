@@ -93,6 +93,14 @@ def _main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
+def probe_writable(folder: Path) -> None:
+    """Create ``folder`` and write and delete a small file in it; raises the OSError that stops either."""
+    folder.mkdir(parents=True, exist_ok=True)
+    probe = folder / ".write_test"
+    probe.write_bytes(b"0" * 4096)
+    probe.unlink()
+
+
 class WritableOutputCheck(HydraCallback):
     """Stops with one line, before anything starts, when the run (or sweep) folder cannot be created.
 
@@ -102,10 +110,7 @@ class WritableOutputCheck(HydraCallback):
 
     def _check(self, folder: str) -> None:
         try:
-            Path(folder).mkdir(parents=True, exist_ok=True)
-            probe = Path(folder) / ".write_test"
-            probe.write_bytes(b"0")
-            probe.unlink()
+            probe_writable(Path(folder))
         except OSError as error:
             print(
                 f"error: cannot write to the output folder {folder} ({error.strerror or error}). Point runs at a "

@@ -23,10 +23,11 @@ from lightning.pytorch.plugins.environments import SLURMEnvironment, TorchElasti
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from alexnet.checkpoints import checkpoint_step
 from alexnet.config import CONFIG_DIR, typed_overrides
 from alexnet.csv_logger import ResumableCSVLogger
-from alexnet.errors import LaunchError, UserError, exit_on_user_error
-from alexnet.faults import STOP_SIGNALS, StopOnSignal
+from alexnet.errors import LaunchError, UserError, exit_on_user_error, in_multirun
+from alexnet.faults import STOP_SIGNALS, StopOnSignal, probe_writable
 
 log = logging.getLogger(__name__)
 # What gloo and NCCL say when a peer process has gone away mid-collective.
@@ -38,18 +39,6 @@ PEER_FAILURES = (
     "NCCL communicator was aborted",
 )
 STOP_SIGNALS_BY_NAME = {name: int(signum) for signum, name in STOP_SIGNALS.items()}
-
-
-def read_checkpoint_step(path: str) -> int:
-    """The optimizer step a checkpoint was saved at (loaded safely, on the CPU)."""
-    import torch
-
-    try:
-        return int(torch.load(path, map_location="cpu", weights_only=True)["global_step"])
-    except FileNotFoundError as error:
-        raise UserError(f"ckpt_path={path}: no such file. Checkpoints are in <run folder>/checkpoints/.") from error
-    except Exception as error:
-        raise UserError(f"ckpt_path={path} is not a readable Lightning checkpoint ({type(error).__name__}).") from error
 
 
 def instantiate_group(group: DictConfig | None) -> list:
@@ -64,8 +53,7 @@ def check_launch(cfg: DictConfig) -> None:
     multi_device = cfg.trainer.get("devices") not in (1, "1", [0]) or cfg.trainer.get("num_nodes", 1) != 1
     # Under SLURM (submitit) or torchrun the ranks already exist; Lightning relaunches nothing.
     external_ranks = SLURMEnvironment.detect() or TorchElasticEnvironment.detect()
-    multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
-    if relaunches and multi_device and multirun and not external_ranks:
+    if relaunches and multi_device and in_multirun() and not external_ranks:
         # Lightning's ddp re-runs the script per rank with the same argv, so each rank would start the
         # whole sweep again (Lightning #11300).
         raise LaunchError(
@@ -196,10 +184,7 @@ def describe_run(cfg: DictConfig) -> None:
 def check_output_dir(output_dir: Path, module: L.LightningModule) -> None:
     """Fail now, not at the first checkpoint hours later, when the run folder cannot hold checkpoints."""
     try:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        probe = output_dir / ".write_test"
-        probe.write_bytes(b"0" * 4096)
-        probe.unlink()
+        probe_writable(output_dir)
     except OSError as error:
         raise UserError(
             f"Cannot write to the run folder {output_dir} ({error.strerror or error}). Point runs at a writable "
@@ -236,7 +221,7 @@ def train(cfg: DictConfig) -> float | None:
     check_output_dir(output_dir, run.module)
     trainer = run.trainer
     if cfg.get("ckpt_path"):
-        step = read_checkpoint_step(cfg.ckpt_path)
+        step = checkpoint_step(cfg.ckpt_path)
         for logger in run.loggers:
             if isinstance(logger, ResumableCSVLogger):
                 logger.resume_step = step

@@ -20,8 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 def filter_grid(net: nn.Module) -> torch.Tensor:
     """conv1's filters as one (3, H, W) image in [0, 1]; with the paper's two towers (conv2 grouped), the
     filters feeding each tower form their own block, side by side."""
-    conv1 = next(m for m in net.modules() if isinstance(m, nn.Conv2d))
-    conv2 = [m for m in net.modules() if isinstance(m, nn.Conv2d)][1]
+    conv1, conv2 = [m for m in net.modules() if isinstance(m, nn.Conv2d)][:2]
     weights = conv1.weight.detach().float().cpu()
     flat = weights.flatten(1)
     low, high = flat.min(1).values.view(-1, 1, 1, 1), flat.max(1).values.view(-1, 1, 1, 1)
