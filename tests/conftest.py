@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import os
 import subprocess
 import sys
@@ -11,8 +12,7 @@ import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
 
 from alexnet.config import CONFIG_DIR
 from alexnet.data.fashion_mnist import write_idx
@@ -47,14 +47,11 @@ def fashion_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def compose_config(name: str, overrides: list[str] = ()) -> DictConfig:
-    """Compose ``conf/<name>.yaml`` as the CLI would, with the Hydra node set and then dropped."""
+    """Compose ``conf/<name>.yaml`` as the CLI would, without Hydra's own node: what Hydra would fill in (the run
+    folder, the working folder) comes from the overrides (``paths.output_dir=...``, ``paths.root_dir=...``)."""
     GlobalHydra.instance().clear()
     with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose(name, overrides=list(overrides), return_hydra_config=True)
-    HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        del cfg["hydra"]
-    return cfg
+        return compose(name, overrides=list(overrides))
 
 
 def train_config(tmp_path: Path, data_root: Path, overrides: list[str] = (), fashion: bool = True) -> DictConfig:
@@ -73,6 +70,17 @@ def train_config(tmp_path: Path, data_root: Path, overrides: list[str] = (), fas
             *overrides,
         ],
     )
+
+
+def read_metrics(path: Path) -> list[dict[str, str]]:
+    """The rows of a run's ``csv/metrics.csv``."""
+    with path.open() as f:
+        return list(csv.DictReader(f))
+
+
+def column(rows: list[dict[str, str]], name: str) -> list[float]:
+    """One metric's logged values, in order."""
+    return [float(r[name]) for r in rows if r.get(name)]
 
 
 def run_cli(command: str, *args: str, cwd: Path, timeout: float = 180) -> subprocess.CompletedProcess:

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from alexnet.model import AlexNet
-from alexnet.train import build
+from alexnet.run import build
 from conftest import run_cli, train_config
 
 TINY_NET = ["model.input_size=67", "model.channels=[8,16,16,16,16]", "model.hidden_size=32"]

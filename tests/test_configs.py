@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 
 from alexnet.config import CONFIG_DIR
 from alexnet.model import AlexNet
-from alexnet.train import instantiate_group
+from alexnet.run import instantiate_group
 from conftest import compose_config
 
 CONFIG_FILES = sorted(p.relative_to(CONFIG_DIR) for p in CONFIG_DIR.rglob("*.yaml"))
@@ -81,3 +81,36 @@ def test_defaults_are_the_paper_optimizer_and_schedule(tmp_path: Path) -> None:
     assert cfg.callbacks.best_checkpoint.monitor == "val/acc_top1" and cfg.callbacks.checkpoint.save_last
     assert cfg.data.input_size == cfg.model.input_size == 224
     assert compose_file(Path("train.yaml"), tmp_path, "model=paper").data.channels == 3
+
+
+# The model configs as composed before torchvision.yaml and d2l.yaml were made to inherit from paper.yaml.
+PAPER = {"_target_": "alexnet.model.AlexNet", "channels": [96, 256, 384, 384, 256], "in_channels": 3,
+         "num_classes": "${oc.select:data.num_classes,1000}", "input_size": 227, "conv1_padding": None, "groups": 2,
+         "lrn": True, "lrn_size": 5, "lrn_alpha": 0.0001, "lrn_beta": 0.75, "lrn_k": 2.0, "overlapping_pool": True,
+         "activation": "relu", "hidden_size": 4096, "dropout": 0.5, "dropout_position": "after",
+         "adaptive_pool": None, "init": "paper", "init_std": 0.01, "init_bias": 1.0, "weights": None,
+         "channels_last": False, "compile": False}  # fmt: skip
+BEFORE = {
+    "paper": PAPER,
+    "torchvision": {**PAPER, "channels": [64, 192, 384, 256, 256], "input_size": 224, "groups": 1, "lrn": False,
+                    "dropout_position": "before", "adaptive_pool": 6, "init": "default"},
+    "d2l": {**PAPER, "in_channels": 1, "num_classes": "${oc.select:data.num_classes,10}", "input_size": 224,
+            "conv1_padding": 1, "groups": 1, "lrn": False, "init": "xavier"},
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("variant", sorted(BEFORE))
+def test_model_configs_compose_to_the_same_settings_as_before(variant: str, tmp_path: Path) -> None:
+    from omegaconf import OmegaConf
+
+    cfg = compose_file(Path(f"model/{variant}.yaml"), tmp_path)
+    assert OmegaConf.to_container(cfg.model, resolve=False) == BEFORE[variant]
+
+
+@pytest.mark.parametrize("variant", ["torchvision", "d2l"])
+def test_derived_model_configs_state_only_their_differences(variant: str) -> None:
+    import yaml
+
+    own = yaml.safe_load((CONFIG_DIR / "model" / f"{variant}.yaml").read_text())
+    assert own.pop("defaults") == ["paper"]
+    assert own and all(BEFORE[variant][key] != PAPER[key] for key in own), own

@@ -98,3 +98,16 @@ def test_corrupt_files_are_reported(tmp_path: Path) -> None:
 def test_bad_settings(fashion_root: Path, kwargs: dict, message: str) -> None:
     with pytest.raises(UserError, match=message):
         datamodule(fashion_root, **kwargs).setup("fit")
+
+
+def test_every_data_module_provides_the_shared_interface(fashion_root: Path, imagenet_root: Path) -> None:
+    from alexnet.data import ImageClassificationData
+    from alexnet.data.imagenet import ImageNetDataModule
+
+    modules = [
+        FashionMNISTDataModule(root=str(fashion_root), download=False),
+        ImageNetDataModule(root=str(imagenet_root), num_classes=3, num_workers=0),
+    ]
+    for module in modules:
+        assert isinstance(module, ImageClassificationData), type(module).__name__
+        assert module.test_crops in (1, 10) and len(module.class_names()) == module.num_classes

@@ -12,10 +12,9 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 
 from alexnet.errors import UserError, find_user_error
-from alexnet.evaluate import evaluate
+from alexnet.evaluation import evaluate, predict
 from alexnet.model import ArchitectureError
-from alexnet.predict import predict
-from alexnet.train import train
+from alexnet.run import train
 from conftest import WNIDS, compose_config, run_cli, train_config
 
 SMALL = ["model=paper", "model.input_size=96", "data.resize_size=110", "data.num_classes=3", "data.batch_size=2",
@@ -34,9 +33,9 @@ def checkpoints(tmp_path_factory: pytest.TempPathFactory, imagenet_root: Path) -
 
 
 def run_eval(tmp_path: Path, imagenet_root: Path, *overrides: str) -> dict:
-    cfg = compose_config("eval", [f"paths.root_dir={tmp_path}", f"paths.output_dir={tmp_path / 'eval'}",
-                                  f"data.root={imagenet_root}", "trainer.accelerator=cpu", *overrides])  # fmt: skip
-    return evaluate(cfg)
+    typed = [f"data.root={imagenet_root}", "trainer.accelerator=cpu", *overrides]
+    cfg = compose_config("eval", [f"paths.root_dir={tmp_path}", f"paths.output_dir={tmp_path / 'eval'}", *typed])
+    return evaluate(cfg, [o.split("=")[0] for o in typed if o.startswith("data.")])
 
 
 @pytest.mark.parametrize("crops", [1, 10])

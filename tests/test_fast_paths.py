@@ -14,9 +14,8 @@ from alexnet import throughput
 from alexnet.data.device_batches import DeviceBatches
 from alexnet.data.imagenet import ImageNetDataModule
 from alexnet.model import AlexNet
-from alexnet.train import build
-from conftest import train_config
-from test_train import column, read_metrics
+from alexnet.run import build
+from conftest import column, read_metrics, train_config
 
 TINY = {"channels": (8, 16, 16, 16, 16), "hidden_size": 32, "num_classes": 10, "input_size": 67}
 

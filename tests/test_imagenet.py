@@ -14,7 +14,7 @@ from alexnet.data.imagenet import ImageNetDataModule, imagenet_class_names
 from alexnet.errors import UserError
 from alexnet.lit_alexnet import crop_averaged_log_probs
 from alexnet.model import AlexNet
-from alexnet.train import build
+from alexnet.run import build
 from conftest import WNIDS, make_imagenet, train_config
 
 

@@ -14,9 +14,8 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from alexnet.errors import UserError
-from alexnet.train import build, train
-from conftest import BIN, run_cli, train_config
-from test_train import column, read_metrics
+from alexnet.run import build, train
+from conftest import BIN, column, read_metrics, run_cli, train_config
 
 # Small enough to be quick, slow enough (about 0.1 s a step on 2 cores) to be killed half-way.
 SMALL = ["model.input_size=96", "data.download=false", "data.val_size=40", "data.batch_size=8", "test=false",
@@ -171,10 +170,10 @@ def test_nan_loss_skip_drops_only_that_batch(tmp_path: Path, fashion_root: Path)
 
 
 def test_a_full_disk_fails_at_start(tmp_path: Path, fashion_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from alexnet import train as train_module
+    from alexnet import run as run_module
 
     monkeypatch.setattr(
-        train_module.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**9, 10**9 - 10**6, 10**6)
+        run_module.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**9, 10**9 - 10**6, 10**6)
     )
     cfg = train_config(tmp_path, fashion_root, ["model=paper"])
     with pytest.raises(UserError, match=r"Only 0.00 GiB free in .*checkpoints take about 0.42 GiB each"):

@@ -11,9 +11,8 @@ import pytest
 import yaml
 from wandb.proto import wandb_internal_pb2
 
-from alexnet.train import build
-from conftest import compose_config, run_cli, train_config
-from test_train import column, read_metrics
+from alexnet.run import build
+from conftest import column, compose_config, read_metrics, run_cli, train_config
 
 TINY = ["model.input_size=67", "model.channels=[8,16,16,16,16]", "model.hidden_size=32", "data.download=false",
         "data.batch_size=8", "++callbacks.progress_bar=null", "trainer.log_every_n_steps=1"]  # fmt: skip
@@ -216,22 +215,13 @@ def test_a_failing_job_does_not_stop_the_sweep_and_its_wandb_run_is_finished(
 def test_multi_device_ddp_under_a_multirun_is_allowed_when_slurm_starts_the_ranks(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from hydra import compose, initialize_config_dir
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-    from omegaconf import open_dict, read_write
-
-    from alexnet.config import CONFIG_DIR
     from alexnet.errors import LaunchError
-    from alexnet.train import check_launch
+    from alexnet.run import check_launch
 
-    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("train", ["trainer=ddp", "trainer.devices=8"], return_hydra_config=True)
-    with read_write(cfg.hydra), open_dict(cfg.hydra):
-        cfg.hydra.mode = RunMode.MULTIRUN
-    HydraConfig.instance().set_config(cfg)
+    cfg = compose_config("train", ["trainer=ddp", "trainer.devices=8"])
+    check_launch(cfg, multirun=False)  # one run: Lightning starting the other ranks is what ddp does
     with pytest.raises(LaunchError, match="hydra/launcher=slurm_multi_gpu"):
-        check_launch(cfg)
+        check_launch(cfg, multirun=True)
     for name, value in {"SLURM_NTASKS": "8", "SLURM_JOB_NAME": "alexnet", "SLURM_NODELIST": "gpu01"}.items():
         monkeypatch.setenv(name, value)
-    check_launch(cfg)  # SLURM (submitit) started one task per GPU: nothing is relaunched, nothing to refuse
+    check_launch(cfg, multirun=True)  # SLURM (submitit) started one task per GPU: nothing is relaunched

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import pytest
 import torch
 
-from alexnet.train import build, train
-from conftest import make_fashion_mnist, train_config
+from alexnet.run import build, train
+from conftest import column, make_fashion_mnist, read_metrics, train_config
 
 VARIANTS = [
     ["model=paper"],
@@ -49,15 +48,6 @@ def test_fast_dev_run_every_variant(tmp_path: Path, fashion_root: Path, override
     assert any(not torch.equal(b, a) for b, a in zip(before, after, strict=True)), "a real optimizer step ran"
     assert torch.isfinite(run.trainer.callback_metrics["val/loss"])
     assert set(run.trainer.callback_metrics) >= {"train/loss", "val/loss", "val/acc_top1", "val/acc_top5"}
-
-
-def read_metrics(path: Path) -> list[dict[str, str]]:
-    with path.open() as f:
-        return list(csv.DictReader(f))
-
-
-def column(rows: list[dict[str, str]], name: str) -> list[float]:
-    return [float(r[name]) for r in rows if r.get(name)]
 
 
 @pytest.mark.slow

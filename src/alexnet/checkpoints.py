@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import lightning as L
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from alexnet.errors import UserError
-from alexnet.model import AlexNet, net_weights
+from alexnet.model import AlexNet, Ensemble, net_weights
 
 
 def existing_file(path: str | Path) -> Path:
@@ -55,3 +56,40 @@ def net_from_checkpoint(checkpoint: dict) -> AlexNet:
     net = instantiate(model_cfg)
     net.load_state_dict(net_weights(checkpoint["state_dict"]))
     return net.eval()
+
+
+def checkpoint_paths(cfg: DictConfig) -> list[str]:
+    """``ckpt_path``: none, one path, or a list of paths (an ensemble)."""
+    paths = cfg.get("ckpt_path")
+    if paths is None:
+        return []
+    return [str(p) for p in paths] if isinstance(paths, ListConfig | list) else [str(paths)]
+
+
+def build_net_and_data(cfg: DictConfig, data_keys: list[str]) -> tuple[torch.nn.Module, L.LightningDataModule, int]:
+    """The net (one, or an averaging ensemble) and the data module it is scored on, with the number of nets.
+
+    With checkpoints, both come from the first checkpoint's saved config (not today's defaults), and only the
+    ``data.*`` keys typed now (``data_keys``, e.g. ``data.root``) replace its values. Without, from ``cfg``.
+    """
+    paths = checkpoint_paths(cfg)
+    if not paths:
+        model_cfg, data_cfg = cfg.model, cfg.data
+        nets = [instantiate(model_cfg).eval()]
+    else:
+        checkpoints = [read_checkpoint(p) for p in paths]
+        nets = [net_from_checkpoint(c) for c in checkpoints]
+        saved = run_config(checkpoints[0])
+        model_cfg, data_cfg = saved.model, saved.data
+        for key in (k.lstrip("+~") for k in data_keys):
+            name = key.removeprefix("data.")
+            if name.split(".")[0] not in data_cfg:
+                settings = ", ".join(k for k in data_cfg if not k.startswith("_"))
+                raise UserError(
+                    f"{key}: the checkpoint's data module ({data_cfg._target_.rsplit('.', 1)[-1]}) has no such "
+                    f"setting. Its settings: {settings}."
+                )
+            OmegaConf.update(data_cfg, name, OmegaConf.select(cfg, key), force_add=True)
+    data_cfg.input_size, data_cfg.channels = model_cfg.input_size, model_cfg.in_channels
+    net = nets[0] if len(nets) == 1 else Ensemble(nets)
+    return net, instantiate(data_cfg), len(nets)

@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import functools
-import logging
 import sys
-from collections.abc import Callable
-from typing import TypeVar
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from alexnet.model import ArchitectureError
-
-log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 
 class UserError(Exception):
@@ -34,28 +29,20 @@ def find_user_error(error: BaseException | None) -> BaseException | None:
     return None
 
 
-def in_multirun() -> bool:
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
+@contextmanager
+def reported_user_errors(multirun: bool = False) -> Iterator[None]:
+    """Print a user error as one line on stderr and exit with status 2; let anything else (a bug) through.
 
-    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
-
-
-def exit_on_user_error(task: Callable[..., T]) -> Callable[..., T]:
-    """Print a user error as one line on stderr and exit with status 2; re-raise anything else (a bug)."""
-
-    @functools.wraps(task)
-    def wrapper(*args: object, **kwargs: object) -> T:
-        try:
-            return task(*args, **kwargs)
-        except Exception as error:
-            cause = find_user_error(error)
-            if cause is None:
-                raise
-            print(f"error: {cause}", file=sys.stderr, flush=True)
-            if in_multirun() and not isinstance(cause, LaunchError):
-                # Let Hydra record this job as failed and go on with the others; exiting would end the sweep.
-                raise UserError(str(cause)) from None
-            raise SystemExit(2) from None
-
-    return wrapper
+    In a multirun the job is marked failed instead (re-raised as a bare UserError for Hydra to record), so the
+    sweep goes on with the other jobs; exiting would end it. A LaunchError ends the sweep: every job would fail.
+    """
+    try:
+        yield
+    except Exception as error:
+        cause = find_user_error(error)
+        if cause is None:
+            raise
+        print(f"error: {cause}", file=sys.stderr, flush=True)
+        if multirun and not isinstance(cause, LaunchError):
+            raise UserError(str(cause)) from None
+        raise SystemExit(2) from None

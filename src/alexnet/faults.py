@@ -12,6 +12,8 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +24,19 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
+from alexnet.errors import UserError
+
 log = logging.getLogger(__name__)
 
 STOP_SIGNALS = {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM", signal.SIGUSR1: "SIGUSR1"}
+# What gloo and NCCL say when a peer process has gone away mid-collective.
+PEER_FAILURES = (
+    "gloo/transport",  # every gloo socket error names its transport source file
+    "Connection reset by peer",
+    "Connection closed by peer",
+    "Broken pipe",
+    "NCCL communicator was aborted",
+)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -124,3 +136,32 @@ class WritableOutputCheck(HydraCallback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         self._check(str(config.hydra.sweep.dir))
+
+
+@contextmanager
+def ending_as_exit_codes(trainer: L.Trainer, run_folder: Path) -> Iterator[None]:
+    """How a run that ends early leaves the process: a stop signal exits with 128 + its number after saying
+    where the checkpoint is and how to resume; a DDP peer that died is a one-line error naming ``resume=``."""
+    try:
+        yield
+    except SIGTERMException:
+        stopper = next((c for c in trainer.callbacks if isinstance(c, StopOnSignal)), None)
+        signal_name = stopper.received if stopper and stopper.received else "SIGTERM"
+        saved = stopper.saved if stopper else None
+        log.warning(
+            "Stopped by %s at step %d. %s Continue with: alexnet-train resume=%s",
+            signal_name,
+            trainer.global_step,
+            f"Checkpoint: {saved}." if saved else "No checkpoint was saved (callbacks.stop_on_signal is off).",
+            run_folder,
+        )
+        signum = next((s for s, name in STOP_SIGNALS.items() if name == signal_name), signal.SIGTERM)
+        raise SystemExit(128 + int(signum)) from None
+    except RuntimeError as error:
+        if trainer.world_size > 1 and any(s in str(error) for s in PEER_FAILURES):
+            first_line = str(error).strip().splitlines()[0][:300]
+            raise UserError(
+                f"Another DDP rank stopped, so this one stops too ({first_line}). Look at the failed rank's log, "
+                f"then continue from the last checkpoint: alexnet-train resume={run_folder}"
+            ) from error
+        raise

@@ -17,6 +17,7 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from alexnet.errors import UserError
+from alexnet.model import log_mean_softmax
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +54,7 @@ def crop_averaged_log_probs(net: nn.Module, images: torch.Tensor) -> torch.Tenso
     Cross-entropy of these log-probabilities is -log p, so loss and accuracy stay comparable to one crop.
     """
     n, crops = images.shape[:2]
-    probs = net(images.flatten(0, 1)).softmax(-1).view(n, crops, -1).mean(1)
-    return probs.clamp_min(1e-12).log()
+    return log_mean_softmax(net(images.flatten(0, 1)).view(n, crops, -1), dim=1)
 
 
 class LitAlexNet(L.LightningModule):

@@ -8,6 +8,7 @@ into the torchvision variant.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -240,6 +241,14 @@ def net_weights(lightning_state_dict: dict[str, torch.Tensor]) -> dict[str, torc
     return {k.removeprefix("net."): v for k, v in lightning_state_dict.items() if k.startswith("net.")}
 
 
+def log_mean_softmax(logits: torch.Tensor, dim: int) -> torch.Tensor:
+    """The log of the mean over ``dim`` of the softmax of ``logits``: how the paper combines the predictions of
+    several crops (10-crop test) or several nets (ensembles). Cross-entropy of it stays comparable to one
+    prediction's. Computed in log space, so a confident class never underflows to -inf."""
+    log_probs = torch.log_softmax(logits, dim=-1)
+    return torch.logsumexp(log_probs, dim=dim) - math.log(logits.shape[dim])
+
+
 class Ensemble(nn.Module):
     """Several nets voting by averaged softmax (the paper's 5- and 7-CNN ensembles); returns log-probabilities."""
 
@@ -252,8 +261,7 @@ class Ensemble(nn.Module):
         self.num_classes = nets[0].num_classes
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        probs = torch.stack([net(x).softmax(-1) for net in self.nets]).mean(0)
-        return probs.clamp_min(1e-12).log()
+        return log_mean_softmax(torch.stack([net(x) for net in self.nets]), dim=0)
 
 
 def _check_arguments(args: dict) -> None:

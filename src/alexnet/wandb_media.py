@@ -13,6 +13,8 @@ from lightning.pytorch.loggers import WandbLogger
 from torch import nn
 from torchvision.utils import make_grid
 
+from alexnet.data import ImageClassificationData
+
 matplotlib.use("Agg")  # render to files; no display on a cluster node
 import matplotlib.pyplot as plt  # noqa: E402
 
@@ -100,6 +102,6 @@ class WandbMedia(Callback):
 
 
 def _class_names(trainer: L.Trainer, count: int) -> list[str]:
-    names = getattr(trainer.datamodule, "class_names", None)
-    found = names() if callable(names) else []
+    data = trainer.datamodule
+    found = data.class_names() if isinstance(data, ImageClassificationData) else []
     return found if len(found) == count else [str(i) for i in range(count)]

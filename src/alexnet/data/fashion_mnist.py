@@ -43,6 +43,7 @@ class FashionMNISTDataModule(L.LightningDataModule):
     """
 
     num_classes = len(CLASSES)
+    test_crops = 1  # 28x28 images: the test sees the whole (resized) image
 
     def __init__(
         self,
