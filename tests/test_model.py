@@ -70,7 +70,7 @@ def test_shapes_follow_input_size(overrides: list[str], conv1: int, flat: int) -
 
 def test_lrn_matches_paper_formula() -> None:
     """b_i = a_i / (k + alpha * sum_{j=i-n/2}^{i+n/2} a_j^2)^beta with k=2, n=5, alpha=1e-4, beta=0.75."""
-    model = build("model=paper")
+    model = build("model=paper", "model.lrn_across_towers=true")  # one window over all 96 maps
     lrn = next(m for m in model.features if isinstance(m, nn.LocalResponseNorm))
     a = torch.rand(2, 96, 5, 5) * 30
     k, n, alpha, beta = 2.0, 5, 1e-4, 0.75
@@ -79,9 +79,11 @@ def test_lrn_matches_paper_formula() -> None:
         window = a[:, max(0, i - n // 2) : min(96, i + n // 2 + 1)]
         expected[:, i] = a[:, i] / (k + alpha * (window**2).sum(1)) ** beta
     torch.testing.assert_close(lrn(a), expected, rtol=1e-5, atol=1e-6)
-    kinds = [type(m).__name__ for m in model.features]
-    assert kinds[:4] == ["Conv2d", "ReLU", "LocalResponseNorm", "MaxPool2d"]  # after ReLU, before pooling
-    assert kinds[4:8] == ["Conv2d", "ReLU", "LocalResponseNorm", "MaxPool2d"]
+    for towers in ("true", "false"):
+        layers = build("model=paper", "model.hidden_size=32", f"model.lrn_across_towers={towers}").features
+        kinds = [type(m).__name__ for m in layers]
+        assert all(isinstance(layers[i], nn.LocalResponseNorm) for i in (2, 6))  # after ReLU, before pooling
+        assert [kinds[i] for i in (0, 1, 3, 4, 5, 7)] == ["Conv2d", "ReLU", "MaxPool2d", "Conv2d", "ReLU", "MaxPool2d"]
     assert not any(isinstance(m, nn.LocalResponseNorm) for m in build("model=paper", "model.lrn=false").modules())
 
 
@@ -157,3 +159,48 @@ def test_bad_arguments_say_what_to_fix(kwargs: dict, message: str) -> None:
 def test_input_of_the_wrong_shape_is_named() -> None:
     with pytest.raises(ArchitectureError, match=r"expects a batch of shape \(N, 3, 227, 227\), got \(1, 3, 224, 224\)"):
         AlexNet()(torch.zeros(1, 3, 224, 224))
+
+
+def test_lrn_stays_inside_each_tower() -> None:
+    """With groups=2 each of the paper's GPUs normalised only its own kernel maps (48 after conv1)."""
+    torch.manual_seed(0)
+    per_tower = build("model=paper", "model.hidden_size=32").eval()
+    across = build("model=paper", "model.hidden_size=32", "model.lrn_across_towers=true").eval()
+    across.load_state_dict(per_tower.state_dict())
+    image = torch.rand(1, 3, 227, 227) * 510 - 255  # the paper's pixel scale, where the LRN term matters
+    with torch.no_grad():
+        a = per_tower.features[:2](image)  # conv1's output after its ReLU: LRN's input
+        b = a.clone()
+        b[:, 48] += 50.0  # tower 2's first map
+        lrn, lrn_across = per_tower.features[2], across.features[2]
+        assert torch.equal(lrn(a)[:, :48], lrn(b)[:, :48]), "tower 1 does not see tower 2's maps"
+        assert not torch.equal(lrn(a)[:, 48:51], lrn(b)[:, 48:51])
+        moved = (lrn_across(a) != lrn_across(b)).flatten(2).any(-1)[0]
+        assert moved[:48].nonzero().flatten().tolist() == [46, 47], "one window over both towers reaches 46, 47"
+
+    # b_i = a_i / (k + alpha * sum of a_j^2 over the 5-map window, clipped to the tower) ^ beta, each tower alone
+    k, n, alpha, beta = 2.0, 5, 1e-4, 0.75
+    for layer, channels in ((per_tower.features[2], 96), (per_tower.features[6], 256)):
+        x = torch.rand(2, channels, 3, 3, dtype=torch.float64) * 300
+        expected = torch.empty_like(x)
+        half = channels // 2
+        for start in (0, half):
+            tower = x[:, start : start + half]
+            for i in range(half):
+                window = tower[:, max(0, i - n // 2) : min(half, i + n // 2 + 1)]
+                expected[:, start + i] = tower[:, i] / (k + alpha * (window**2).sum(1)) ** beta
+        torch.testing.assert_close(layer(x), expected, rtol=1e-12, atol=1e-12)
+        assert (alpha * (x**2)[:, :5].sum(1)).mean() > 1, "the squared sum is not negligible next to k at this scale"
+
+
+def test_per_tower_lrn_keeps_the_state_dict() -> None:
+    """LRN has no parameters: the switch changes no key, and weights load both ways (and torchvision's still do)."""
+    small = ("model=paper", "model.hidden_size=32")
+    per_tower, across = build(*small), build(*small, "model.lrn_across_towers=true")
+    assert list(per_tower.state_dict()) == list(across.state_dict())
+    across.load_state_dict(per_tower.state_dict())
+    per_tower.load_state_dict(across.state_dict())
+    tv = ("model=torchvision", "model.lrn=true", "model.groups=2", "model.hidden_size=32")
+    assert list(build(*tv).state_dict()) == list(build(*tv, "model.lrn_across_towers=true").state_dict())
+    assert "towers=2" in format_summary(per_tower)
+    assert "towers" not in format_summary(build(*small, "model.groups=1"))

@@ -12,6 +12,7 @@ import math
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 CONV1_KERNEL, CONV1_STRIDE = 11, 4
@@ -23,6 +24,29 @@ DROPOUT_POSITIONS = ("before", "after")
 
 class ArchitectureError(ValueError):
     """An argument that cannot build a working AlexNet; the message names the argument and the fix."""
+
+
+class TowerLocalResponseNorm(nn.LocalResponseNorm):
+    """Local response normalisation inside each tower: the channels split into ``towers`` equal blocks and a
+    channel's window never reaches into another block, as on the paper's two GPUs (each normalised only its
+    own 48, then 128, kernel maps).
+
+    Written by hand because torch's LocalResponseNorm has no notion of groups; folding the towers into the
+    batch dimension runs torch's own kernel once, so the result is exactly its formula per tower. No
+    parameters: state_dicts are the same as with ``nn.LocalResponseNorm``.
+    """
+
+    def __init__(self, size: int, alpha: float, beta: float, k: float, towers: int) -> None:
+        super().__init__(size, alpha=alpha, beta=beta, k=k)
+        self.towers = towers
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, *rest = x.shape
+        per_tower = x.reshape(n * self.towers, c // self.towers, *rest)
+        return F.local_response_norm(per_tower, self.size, self.alpha, self.beta, self.k).reshape(x.shape)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, towers={self.towers}"
 
 
 def conv1_output_size(input_size: int, padding: int) -> int:
@@ -61,6 +85,8 @@ class AlexNet(nn.Module):
         groups: groups of conv2, conv4 and conv5 (2 is the paper's two-GPU split; conv1 and conv3 are never
             grouped because conv3 is where the towers meet).
         lrn: local response normalisation after the ReLU of conv1 and conv2, before pooling (paper order).
+        lrn_across_towers: with ``groups>1``, one LRN window slides over all channels, so channels at a tower's
+            edge are normalised with the other tower's maps; ``False`` (the paper) normalises each tower alone.
         lrn_size, lrn_alpha, lrn_beta, lrn_k: LRN constants in the *paper's* formula
             ``b = a / (k + alpha * sum_window a^2) ** beta``; torch's LocalResponseNorm divides alpha by the
             window size, so ``alpha * size`` is handed to it. (Krizhevsky's cuda-convnet code divided by the
@@ -90,6 +116,7 @@ class AlexNet(nn.Module):
         conv1_padding: int | None = None,
         groups: int = 2,
         lrn: bool = True,
+        lrn_across_towers: bool = False,
         lrn_size: int = 5,
         lrn_alpha: float = 1e-4,
         lrn_beta: float = 0.75,
@@ -129,6 +156,8 @@ class AlexNet(nn.Module):
         def lrn_layers() -> list[nn.Module]:
             if not lrn:
                 return []
+            if groups > 1 and not lrn_across_towers:
+                return [TowerLocalResponseNorm(lrn_size, lrn_alpha * lrn_size, lrn_beta, lrn_k, towers=groups)]
             return [nn.LocalResponseNorm(lrn_size, alpha=lrn_alpha * lrn_size, beta=lrn_beta, k=lrn_k)]
 
         def pool_layer() -> nn.Module:
@@ -279,7 +308,7 @@ def _check_arguments(args: dict) -> None:
     for name in ("in_channels", "num_classes", "input_size", "hidden_size", "lrn_size"):
         if not is_int(args[name]) or args[name] < 1:
             fail(name, "must be a positive integer.")
-    for name in ("lrn", "overlapping_pool", "channels_last", "compile"):
+    for name in ("lrn", "lrn_across_towers", "overlapping_pool", "channels_last", "compile"):
         if not isinstance(args[name], bool):
             fail(name, "must be true or false.")
     if args["conv1_padding"] is not None and (not is_int(args["conv1_padding"]) or args["conv1_padding"] < 0):
