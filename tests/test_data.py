@@ -88,8 +88,9 @@ def test_corrupt_files_are_reported(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"val_size": 400}, "data.val_size=400 leaves no training or no validation images out of 400"),
-        ({"val_size": 0.0}, "data.val_size=0.0 leaves no training"),
+        ({"val_size": 400}, "data.val_size=400 leaves no training images out of 400"),
+        ({"val_size": 1.0}, "data.val_size=1.0 leaves no training"),
+        ({"normalization": "foo"}, "data.normalization='foo': choose paper .* or per_channel"),
         ({"num_classes": 1000}, "data.num_classes=1000: Fashion-MNIST has 10 classes"),
         ({"batch_size": 0}, "data.batch_size=0: must be a positive integer"),
         ({"channels": 2}, "model.in_channels=2: the data can feed 1"),

@@ -10,10 +10,12 @@ import torch
 import torchvision
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
+from torch import nn
 
+from alexnet.checkpoints import net_from_checkpoint
 from alexnet.errors import UserError, find_user_error
 from alexnet.evaluation import evaluate, predict
-from alexnet.model import ArchitectureError
+from alexnet.model import AlexNet, ArchitectureError
 from alexnet.run import train
 from conftest import WNIDS, compose_config, run_cli, train_config
 
@@ -116,3 +118,16 @@ def test_bad_checkpoints_and_images(tmp_path: Path, imagenet_root: Path, checkpo
     with pytest.raises(InstantiationException) as error:
         instantiate(compose_config("eval", ["model.weights=/no/such.pth"]).model)
     assert str(find_user_error(error.value)) == "model.weights=/no/such.pth: no such file."
+
+
+def test_a_checkpoint_from_before_per_tower_lrn_keeps_its_cross_tower_window() -> None:
+    """Runs saved before model.lrn_across_towers existed normalised across the towers; they are rebuilt so."""
+    model = {"_target_": "alexnet.model.AlexNet", "channels": [8, 16, 16, 16, 16], "input_size": 67,
+             "hidden_size": 32, "num_classes": 10, "groups": 2, "lrn": True}  # fmt: skip
+    weights = {
+        f"net.{k}": v for k, v in AlexNet(**{k: v for k, v in model.items() if k != "_target_"}).state_dict().items()
+    }
+    old = {"hyper_parameters": {"run_config": {"model": model}}, "state_dict": weights}
+    assert type(net_from_checkpoint(old).features[2]) is nn.LocalResponseNorm
+    new = {"hyper_parameters": {"run_config": {"model": {**model, "lrn_across_towers": False}}}, "state_dict": weights}
+    assert net_from_checkpoint(new).features[2].towers == 2

@@ -7,7 +7,7 @@ from pathlib import Path
 import lightning as L
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from alexnet.errors import UserError
 from alexnet.model import AlexNet, Ensemble, net_weights
@@ -46,8 +46,27 @@ def read_checkpoint(path: str | Path) -> dict:
     return checkpoint
 
 
+def fill_former_defaults(cfg: DictConfig) -> DictConfig:
+    """A saved run config with the settings added since it was written set to what that run did: a run
+    saved before ``model.lrn_across_towers`` existed normalised across the towers. (``data.normalization``
+    needs nothing: its default, ``per_channel``, is what every earlier run did.)"""
+    model = cfg.get("model")
+    if model is not None and "lrn" in model and "lrn_across_towers" not in model:
+        with open_dict(model):
+            model.lrn_across_towers = True
+    return cfg
+
+
 def run_config(checkpoint: dict) -> DictConfig:
-    return OmegaConf.create(checkpoint["hyper_parameters"]["run_config"])
+    return fill_former_defaults(OmegaConf.create(checkpoint["hyper_parameters"]["run_config"]))
+
+
+def restore_data_state(datamodule: object, checkpoint: dict) -> None:
+    """Give a data module the state it saved in a checkpoint (the paper normalisation's mean image), as
+    Lightning does when it resumes from one."""
+    state = checkpoint.get(type(datamodule).__qualname__)
+    if state and hasattr(datamodule, "load_state_dict"):
+        datamodule.load_state_dict(state)
 
 
 def net_from_checkpoint(checkpoint: dict) -> AlexNet:
@@ -92,4 +111,7 @@ def build_net_and_data(cfg: DictConfig, data_keys: list[str]) -> tuple[torch.nn.
             OmegaConf.update(data_cfg, name, OmegaConf.select(cfg, key), force_add=True)
     data_cfg.input_size, data_cfg.channels = model_cfg.input_size, model_cfg.in_channels
     net = nets[0] if len(nets) == 1 else Ensemble(nets)
-    return net, instantiate(data_cfg), len(nets)
+    datamodule = instantiate(data_cfg)
+    if paths:
+        restore_data_state(datamodule, checkpoints[0])  # the mean image the net was trained with
+    return net, datamodule, len(nets)

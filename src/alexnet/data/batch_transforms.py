@@ -7,40 +7,10 @@ as they are.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 from torchvision.transforms import v2
 
 from alexnet.errors import UserError
-
-
-def to_model_input(size: int, channels: int, mean: Sequence[float], std: Sequence[float]) -> v2.Compose:
-    """uint8 (N, C, H, W) -> float32 (N, channels, size, size), scaled to [0, 1] then normalised.
-
-    ``mean``/``std`` give one value per source channel; a 1-channel source fed to a 3-channel model is
-    replicated to RGB, and its statistics with it.
-    """
-    if channels not in (1, 3):
-        raise UserError(f"model.in_channels={channels}: the data can feed 1 (grey) or 3 (RGB) channels.")
-    steps: list[v2.Transform] = []
-    if channels == 3:
-        steps.append(v2.RGB())
-        mean, std = _to_three(mean), _to_three(std)
-    elif len(mean) != 1:
-        steps.append(v2.Grayscale(num_output_channels=1))
-        mean, std = [sum(mean) / len(mean)], [sum(std) / len(std)]
-    steps += [
-        v2.ToDtype(torch.float32, scale=True),
-        v2.Resize((size, size), antialias=True),
-        v2.Normalize(mean=list(mean), std=list(std)),
-    ]
-    return v2.Compose(steps)
-
-
-def _to_three(values: Sequence[float]) -> list[float]:
-    return list(values) * 3 if len(values) == 1 else list(values)
-
 
 # The paper's "fancy PCA" lighting: eigen-decomposition of ImageNet's RGB covariance on [0, 1] pixels.
 IMAGENET_EIGVAL = (0.2175, 0.0188, 0.0045)
@@ -73,14 +43,18 @@ def random_crop_flip(images: torch.Tensor, size: int, flip: bool = True) -> torc
     return images.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2).contiguous()
 
 
-def pca_lighting(images: torch.Tensor, std: float) -> torch.Tensor:
-    """Add ``sum_i alpha_i * lambda_i * p_i`` (alpha_i ~ N(0, std), one draw per image) to [0, 1] RGB pixels."""
+def pca_lighting(images: torch.Tensor, std: float, scale: float = 1.0) -> torch.Tensor:
+    """Add ``sum_i alpha_i * lambda_i * p_i`` (alpha_i ~ N(0, std), one draw per image) to RGB pixels.
+
+    The eigenvalues are those of [0, 1] pixels; ``scale`` is the size of one such unit in ``images`` (255 for
+    the paper's raw 0-255 pixels), and the shift is multiplied by it.
+    """
     if std <= 0:
         return images
     eigval = torch.tensor(IMAGENET_EIGVAL, device=images.device, dtype=images.dtype)
     eigvec = torch.tensor(IMAGENET_EIGVEC, device=images.device, dtype=images.dtype)
     alpha = torch.randn(images.shape[0], 3, device=images.device, dtype=images.dtype) * std
-    shift = (alpha * eigval) @ eigvec.T  # (N, 3): row n is sum_i alpha_ni * lambda_i * p_i
+    shift = (alpha * eigval) @ eigvec.T * scale  # (N, 3): row n is sum_i alpha_ni * lambda_i * p_i
     return images + shift[:, :, None, None]
 
 

@@ -1,7 +1,8 @@
 """Fashion-MNIST (Xiao et al., 2017) as a LightningDataModule, served at AlexNet's input size.
 
 Samples stay 28x28 uint8 tensors in the loader (47 MB for the whole set); resizing, channel replication and
-normalisation happen on the batch on the device in ``on_after_batch_transfer``.
+normalisation happen on the batch on the device in ``on_after_batch_transfer``. Under ``normalization=paper``
+the mean 28x28 image of the training images (those not held out for validation) is cached next to the files.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from torchvision.datasets import FashionMNIST
 from torchvision.transforms import v2
 
 from alexnet.data.batch_size import evaluation_sampler, per_device_batch_size
-from alexnet.data.batch_transforms import to_model_input
 from alexnet.data.device_batches import DeviceBatches
+from alexnet.data.mean_image import MeanImageCache, bytes_fingerprint, mean_of_batches
+from alexnet.data.normalization import PixelNormalization
 from alexnet.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -36,10 +38,13 @@ class FashionMNISTDataModule(L.LightningDataModule):
         root: folder holding ``FashionMNIST/raw/`` (torchvision's layout); downloaded there if ``download``.
         input_size: side the images are resized to on the device (the model's input size).
         channels: 1 feeds the grey image, 3 replicates it to RGB for 3-channel nets.
-        val_size: images held out of the 60,000 training images, as a count or a fraction.
+        val_size: images held out of the 60,000 training images, as a count or a fraction; 0 trains on all of
+            them and validates on the test set (d2l's protocol).
         split_seed: seed of the train/validation split, independent of the run's seed.
         on_device: hold the whole uint8 set on the training device (47 MB) and serve batches by indexing it
             there, instead of a host ``DataLoader``; falls back, with a warning, when the GPU lacks room.
+        normalization: ``per_channel`` (``mean``/``std`` of [0, 1] pixels) or ``paper`` (raw 0-255 pixels minus
+            the training images' mean image, cached as ``FashionMNIST/mean_image_train_<split>.pt``).
     """
 
     num_classes = len(CLASSES)
@@ -60,6 +65,7 @@ class FashionMNISTDataModule(L.LightningDataModule):
         mean: tuple[float, ...] = (0.2860,),
         std: tuple[float, ...] = (0.3530,),
         on_device: bool = False,
+        normalization: str = "per_channel",
     ) -> None:
         super().__init__()
         if num_classes != len(CLASSES):
@@ -70,7 +76,10 @@ class FashionMNISTDataModule(L.LightningDataModule):
         self.batch_size, self.val_size, self.split_seed = batch_size, val_size, split_seed
         self.num_workers, self.pin_memory, self.download = num_workers, pin_memory, download
         self.on_device = on_device
-        self.transform = to_model_input(input_size, channels, mean, std)
+        if channels not in (1, 3):
+            raise UserError(f"model.in_channels={channels}: the data can feed 1 (grey) or 3 (RGB) channels.")
+        self.input_size, self.channels = input_size, channels
+        self.normalization = PixelNormalization(normalization, mean, std)
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
         self.test_set: Dataset | None = None
@@ -120,19 +129,70 @@ class FashionMNISTDataModule(L.LightningDataModule):
             )
         return TensorDataset(images.unsqueeze(1), labels)  # (N, 1, 28, 28) uint8, kept compact
 
+    def _held_out(self, total: int) -> int:
+        n_val = round(self.val_size * total) if isinstance(self.val_size, float) else self.val_size
+        if not isinstance(n_val, int) or not 0 <= n_val < total:
+            raise UserError(
+                f"data.val_size={self.val_size} leaves no training images out of {total}; use a count below "
+                f"{total}, a fraction such as 0.1, or 0 to train on all of them and validate on the test set."
+            )
+        return n_val
+
+    def _training_split(self) -> tuple[Dataset, Dataset | None]:
+        """The training images and the held-out validation images (None when data.val_size=0)."""
+        full = self._load(train=True)
+        n_val = self._held_out(len(full))
+        if n_val == 0:
+            return full, None
+        generator = torch.Generator().manual_seed(self.split_seed)
+        train_set, val_set = random_split(full, [len(full) - n_val, n_val], generator=generator)
+        return train_set, val_set
+
     def setup(self, stage: str | None = None) -> None:
         if stage in ("fit", "validate", None) and self.train_set is None:
-            full = self._load(train=True)
-            n_val = round(self.val_size * len(full)) if isinstance(self.val_size, float) else self.val_size
-            if not 0 < n_val < len(full):
-                raise UserError(
-                    f"data.val_size={self.val_size} leaves no training or no validation images out of "
-                    f"{len(full)}; use a count below {len(full)} or a fraction such as 0.1."
+            self.train_set, self.val_set = self._training_split()
+            if self.val_set is None:
+                log.info(
+                    "data.val_size=0: training on all %d training images and validating on the test set.",
+                    len(self.train_set),
                 )
-            generator = torch.Generator().manual_seed(self.split_seed)
-            self.train_set, self.val_set = random_split(full, [len(full) - n_val, n_val], generator=generator)
+                self.test_set = self.test_set or self._load(train=False)
+                self.val_set = self.test_set
         if stage in ("test", None) and self.test_set is None:
             self.test_set = self._load(train=False)
+        self._require_mean_image()
+
+    def _require_mean_image(self) -> None:
+        """Under ``paper``: the cached mean of the training images, checked against the files (a hash of 47 MB
+        and an average of at most 60,000 small images: cheap enough for every process to do it itself)."""
+        if not self.normalization.paper or self.normalization.mean_image is not None:
+            return
+        images_file = self.raw_folder / FILES[0]
+        split = "all" if self.val_size == 0 else f"holdout{self.val_size}_seed{self.split_seed}"
+        cache = MeanImageCache(self.raw_folder.parent, f"mean_image_train_{split}.pt", f"Fashion-MNIST {images_file}")
+
+        def fingerprint() -> str:
+            if not images_file.is_file():
+                raise self._not_found(f"missing {images_file.name}")
+            return bytes_fingerprint(images_file, f"fashion_mnist training images {split}")
+
+        def average() -> torch.Tensor:
+            train_set = self.train_set if self.train_set is not None else self._training_split()[0]
+            whole = train_set.dataset if isinstance(train_set, Subset) else train_set
+            index = torch.as_tensor(train_set.indices) if isinstance(train_set, Subset) else slice(None)
+            images = whole.tensors[0][index]
+            return mean_of_batches(images.split(4096), len(images), "mean image of the Fashion-MNIST training images")
+
+        self.normalization.set_mean_image(cache.get(fingerprint, average))
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The mean image goes into every checkpoint, so evaluating it later uses the mean it was trained with."""
+        image = self.normalization.mean_image
+        return {"mean_image": image} if self.normalization.paper and image is not None else {}
+
+    def load_state_dict(self, state_dict: dict[str, torch.Tensor]) -> None:
+        if "mean_image" in state_dict:
+            self.normalization.set_mean_image(state_dict["mean_image"])
 
     def _device_for_data(self, dataset: TensorDataset) -> torch.device | None:
         """The device to hold ``dataset`` on, or None to serve it from host memory."""
@@ -196,7 +256,12 @@ class FashionMNISTDataModule(L.LightningDataModule):
 
     def model_input(self, images: torch.Tensor, stage: str = "test") -> torch.Tensor:
         """uint8 (N, 1, 28, 28) -> normalised float (N, channels, size, size); the same for every stage."""
-        return self.transform(images)
+        self._require_mean_image()
+        x = self.normalization.to_float(images)  # paper: the 28x28 mean image is subtracted before resizing
+        x = v2.functional.resize(x, [self.input_size, self.input_size], antialias=True)
+        if self.channels == 3:
+            x = x.repeat(1, 3, 1, 1)  # the grey image on every RGB channel
+        return self.normalization.standardize(x)
 
     def class_names(self) -> list[str]:
         return list(CLASSES)

@@ -2,7 +2,8 @@
 
 Loader workers decode each JPEG, rescale its shorter side to ``resize_size`` (256) and cut the central
 256x256 patch: compact uint8 tensors. Random crops, flips, PCA lighting, 10-crop testing and normalisation run
-on the batch on the device in ``on_after_batch_transfer``.
+on the batch on the device in ``on_after_batch_transfer``. Under ``normalization=paper`` the training set's
+mean 256x256 image is computed once (``prepare_data``) and cached next to ``train/``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from torchvision.transforms import v2
 
 from alexnet.data.batch_size import evaluation_sampler, per_device_batch_size
 from alexnet.data.batch_transforms import pca_lighting, random_crop_flip, ten_crop
+from alexnet.data.mean_image import MeanImageCache, files_fingerprint, mean_of_batches
+from alexnet.data.normalization import PixelNormalization
 from alexnet.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -75,6 +78,9 @@ class ImageNetDataModule(L.LightningDataModule):
         lighting_std: standard deviation of the PCA lighting's alpha (the paper: 0.1; 0 turns it off).
         skip_unreadable: skip (with a warning naming the file) images that cannot be decoded; false stops.
         prefetch_factor: batches each worker prepares ahead, so JPEG decoding overlaps the GPU step.
+        normalization: ``paper`` (raw 0-255 pixels minus the training set's mean image, computed once and
+            cached as ``<root>/mean_image_train_<resize_size>px.pt``) or ``per_channel`` (``mean``/``std`` of
+            [0, 1] pixels).
     """
 
     def __init__(
@@ -94,8 +100,10 @@ class ImageNetDataModule(L.LightningDataModule):
         std: tuple[float, ...] = (0.229, 0.224, 0.225),
         skip_unreadable: bool = True,
         prefetch_factor: int = 4,
+        normalization: str = "per_channel",
     ) -> None:
         super().__init__()
+        self.normalization = PixelNormalization(normalization, mean, std)
         if test_crops not in (1, 10):
             raise UserError(f"data.test_crops={test_crops!r}: use 10 (the paper's test) or 1 (centre crop).")
         if channels not in (1, 3):
@@ -106,7 +114,6 @@ class ImageNetDataModule(L.LightningDataModule):
         self.num_classes, self.input_size, self.channels = num_classes, input_size, channels
         self.batch_size, self.num_workers, self.pin_memory = batch_size, num_workers, pin_memory
         self.resize_size, self.test_crops, self.flip, self.lighting_std = resize_size, test_crops, flip, lighting_std
-        self.mean, self.std = list(mean), list(std)
         self.skip_unreadable, self.prefetch_factor = skip_unreadable, prefetch_factor
         self.datasets: dict[str, ImageFolder] = {}
 
@@ -150,10 +157,51 @@ class ImageNetDataModule(L.LightningDataModule):
         assert image is not None
         return image
 
+    def prepare_data(self) -> None:
+        # Lightning runs this in one process per node before the others call setup(): the one place to check
+        # (and if need be compute) the mean image without every rank reading the whole training set.
+        if self.normalization.paper and self.normalization.mean_image is None:
+            self.normalization.set_mean_image(self._mean_image_cache().get(self._fingerprint, self._average))
+
     def setup(self, stage: str | None = None) -> None:
         if stage in ("fit", None):
             self._split("train")
         self._split("val")
+        if self.normalization.paper and self.normalization.mean_image is None:
+            image = self._mean_image_cache().load_trusted()  # prepare_data has just checked it
+            if image is not None:
+                self.normalization.set_mean_image(image)
+
+    def _mean_image_cache(self) -> MeanImageCache:
+        name = f"mean_image_train_{self.resize_size}px.pt"
+        return MeanImageCache(self.root, name, f"ImageNet {self.root / 'train'} at {self.resize_size} px")
+
+    def _fingerprint(self) -> str:
+        paths = [path for path, _ in self._split("train").samples]
+        return files_fingerprint(self.root / "train", paths, f"imagenet resize_size={self.resize_size}")
+
+    def _average(self) -> torch.Tensor:
+        """Mean of the training images as the loader serves them (shorter side resize_size, central square)."""
+        dataset = self._split("train")
+        loader = DataLoader(
+            dataset, batch_size=256, num_workers=self.num_workers, collate_fn=collate_readable, shuffle=False
+        )
+        return mean_of_batches((images for images, _ in loader), len(dataset), "mean image of ImageNet train/")
+
+    def _require_mean_image(self) -> None:
+        """Outside a Trainer (alexnet-predict) nothing called prepare_data: check or compute the mean now."""
+        if self.normalization.paper and self.normalization.mean_image is None:
+            self.prepare_data()
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The mean image goes into every checkpoint: evaluating it later needs the mean it was trained with,
+        not the training set."""
+        image = self.normalization.mean_image
+        return {"mean_image": image} if self.normalization.paper and image is not None else {}
+
+    def load_state_dict(self, state_dict: dict[str, torch.Tensor]) -> None:
+        if "mean_image" in state_dict:
+            self.normalization.set_mean_image(state_dict["mean_image"])
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         dataset = self._split(split)
@@ -196,20 +244,20 @@ class ImageNetDataModule(L.LightningDataModule):
 
     def model_input(self, images: torch.Tensor, stage: str) -> torch.Tensor:
         """uint8 (N, 3, 256, 256) -> float model input; ``test`` with 10 crops gives (N, 10, C, s, s)."""
+        self._require_mean_image()
+        # At full size, before the crop: the paper's mean image is then cropped and mirrored with the image.
+        x = self.normalization.to_float(images)
         if stage == "train":
-            images = random_crop_flip(images, self.input_size, self.flip)
+            x = random_crop_flip(x, self.input_size, self.flip)
         elif stage == "test" and self.test_crops == 10:
-            images = ten_crop(images, self.input_size)
+            x = ten_crop(x, self.input_size)
         else:
-            images = v2.functional.center_crop(images, [self.input_size, self.input_size])
-        x = images.float() / 255
+            x = v2.functional.center_crop(x, [self.input_size, self.input_size])
         if stage == "train":
-            x = pca_lighting(x, self.lighting_std)
-        mean, std = self.mean, self.std
+            x = pca_lighting(x, self.lighting_std, scale=self.normalization.pixel_scale)
         if self.channels == 1:
             x = v2.functional.rgb_to_grayscale(x)
-            mean, std = [sum(mean) / 3], [sum(std) / 3]
-        return v2.functional.normalize(x, mean=mean, std=std)
+        return self.normalization.standardize(x)
 
 
 def _is_image(path: str) -> bool:
