@@ -67,6 +67,7 @@ CASES = [
     ("alexnet-train", ["data.root={missing}", "data.download=false"], 2, "Fashion-MNIST is not under data.root="),
     ("alexnet-train", ["data.root={corrupt}"], 2, "Could not read the Fashion-MNIST IDX files"),
     ("alexnet-train", ["module.nonfinite_loss=ignore"], 2, "module.nonfinite_loss='ignore': choose one of stop, skip."),
+    ("alexnet-train", ["data.normalization=foo"], 2, "data.normalization='foo': choose paper (raw 0-255 pixels"),
     ("alexnet-train", ["resume={empty_dir}"], 2, "no run to continue"),
     ("alexnet-train", ["data.root={data}", "ckpt_path={missing}"], 2, "no such file"),
     ("alexnet-train", ["data.root={data}", "ckpt_path={truncated}"], 2, "is not a readable Lightning checkpoint"),

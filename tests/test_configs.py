@@ -71,6 +71,7 @@ def test_experiment_pins_the_d2l_recipe(tmp_path: Path) -> None:
     assert (cfg.optimizer.lr, cfg.optimizer.momentum, cfg.optimizer.weight_decay) == (0.01, 0.0, 0.0)
     assert (cfg.data.batch_size, cfg.trainer.max_epochs) == (128, 10)
     assert cfg.scheduler == {}
+    assert (cfg.data.val_size, cfg.test_weights) == (0, "last")  # all 60,000 images; the final epoch reported
 
 
 def test_defaults_are_the_paper_optimizer_and_schedule(tmp_path: Path) -> None:

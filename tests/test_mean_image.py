@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from alexnet.checkpoints import build_net_and_data
 from alexnet.data import mean_image
 from alexnet.data.batch_transforms import pca_lighting
 from alexnet.data.fashion_mnist import FashionMNISTDataModule
 from alexnet.data.imagenet import ImageNetDataModule, load_image
-from alexnet.evaluate import build_net_and_data
-from alexnet.train import build
+from alexnet.run import build
 from conftest import WNIDS, compose_config, make_fashion_mnist, make_imagenet, train_config, write_jpeg
 
 TINY_NET = ["model.input_size=67", "model.channels=[8,16,16,16,16]", "model.hidden_size=32"]
@@ -182,7 +182,7 @@ def test_checkpoint_carries_the_mean_image_to_evaluation(tmp_path: Path) -> None
     for cached in (moved / "FashionMNIST").glob("mean_image_*"):
         cached.unlink()
     eval_cfg = compose_config("eval", [f"ckpt_path={checkpoint}", f"data.root={moved}", "trainer.accelerator=cpu"])
-    net, datamodule, _ = build_net_and_data(eval_cfg)
+    net, datamodule, _ = build_net_and_data(eval_cfg, ["data.root"])
     assert torch.equal(datamodule.normalization.mean_image, trained_with)
     datamodule.setup("test")
     images, _ = next(iter(datamodule.test_dataloader()))

@@ -10,6 +10,8 @@ import torch
 from alexnet.run import build, train
 from conftest import column, make_fashion_mnist, read_metrics, train_config
 
+TINY_NET = ["model.input_size=67", "model.channels=[8,16,16,16,16]", "model.hidden_size=32"]
+
 VARIANTS = [
     ["model=paper"],
     ["model=paper", "model.input_size=224"],
@@ -21,6 +23,7 @@ VARIANTS = [
     ["model=d2l"],
     ["model=d2l", "model.in_channels=3", "model.init=paper", "model.init_bias=0.1"],
     ["experiment=d2l_fashion_mnist"],
+    ["experiment=ablation_fashion_mnist", "model.groups=2"],  # paper pixels, per-tower LRN, paper update rule
     ["scheduler=step", "module.label_smoothing=0.1"],
     ["scheduler=none", "logger=none", "callbacks=none"],
 ]
@@ -93,3 +96,29 @@ def test_seed_zero_is_honoured(tmp_path: Path, fashion_root: Path) -> None:
     zero, zero_again = first_weights(tmp_path, fashion_root, 0), first_weights(tmp_path, fashion_root, 0)
     assert torch.equal(zero, zero_again)
     assert not torch.equal(zero, first_weights(tmp_path, fashion_root, 1))
+
+
+@pytest.mark.slow
+def test_d2l_recipe_trains_on_every_image_and_tests_the_last_weights(tmp_path: Path) -> None:
+    """d2l: all training images, the test set evaluated after every epoch, the final epoch's weights reported."""
+    root = make_fashion_mnist(tmp_path / "data", n_train=96, n_test=40, seed=3)
+    cfg = train_config(
+        tmp_path,
+        root,
+        ["experiment=d2l_fashion_mnist", "data.download=false", *TINY_NET, "data.batch_size=32",
+         "trainer.max_epochs=3", "trainer.log_every_n_steps=1", "optimizer.lr=0.05"],
+        fashion=False,  # no data.val_size override: the recipe's own 0 applies
+    )  # fmt: skip
+    assert (cfg.data.val_size, cfg.test_weights, cfg.optimizer.momentum) == (0, "last", 0.0)
+    train(cfg)
+    out = tmp_path / "run"
+    assert torch.load(out / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 3 * 3  # 96 / 32
+    rows = read_metrics(out / "csv" / "metrics.csv")
+    val_loss, test_loss = column(rows, "val/loss"), column(rows, "test/loss")
+    assert len(val_loss) == 3 and len(test_loss) == 1
+    # Validation ran on the test set, so testing the final weights repeats the last validation exactly...
+    assert test_loss[0] == pytest.approx(val_loss[-1], rel=1e-6)
+    assert column(rows, "test/acc_top1")[0] == pytest.approx(column(rows, "val/acc_top1")[-1])
+    # ...and not the best epoch's (a checkpoint chosen on the test set), which differs here.
+    (best,) = (out / "checkpoints").glob("epoch_*.ckpt")
+    assert best.name != "epoch_002.ckpt", "the last epoch is not the best one in this run, so the choice shows"

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from alexnet.checkpoints import fill_former_defaults
 from alexnet.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,7 @@ def continue_run(cfg: DictConfig, typed_keys: list[str]) -> DictConfig:
         raise UserError(
             f"{folder} has no checkpoints/last.ckpt: the run stopped before its first checkpoint. Start it again."
         )
-    resumed = OmegaConf.load(saved)
+    resumed = fill_former_defaults(OmegaConf.load(saved))
     for key in typed_keys:
         name = key.lstrip("+~")
         if name in ("resume", "ckpt_path") or name.startswith("hydra."):

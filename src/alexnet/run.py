@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from alexnet.checkpoints import checkpoint_step
 from alexnet.config import Invocation
+from alexnet.config_checks import check_run_config
 from alexnet.csv_logger import ResumableCSVLogger
 from alexnet.errors import LaunchError, UserError
 from alexnet.faults import ending_as_exit_codes, probe_writable
@@ -151,6 +152,7 @@ def train(cfg: DictConfig, invocation: Invocation | None = None) -> float | None
     """Fit (and test) one configuration; returns ``cfg.optimized_metric`` for a sweeper."""
     invocation = invocation or Invocation()
     cfg = continue_run(cfg, invocation.typed_keys())
+    check_run_config(cfg)
     record_run(cfg, invocation)
     run = build(cfg, invocation.multirun)
     preflight(cfg, run)
@@ -159,7 +161,8 @@ def train(cfg: DictConfig, invocation: Invocation | None = None) -> float | None
         trainer.fit(run.module, datamodule=run.datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
         fit_metrics = dict(trainer.callback_metrics)
         if cfg.get("test"):
-            trainer.test(run.module, datamodule=run.datamodule, ckpt_path=best_checkpoint(trainer), weights_only=True)
+            weights = best_checkpoint(trainer) if cfg.get("test_weights", "best") == "best" else None  # None: last
+            trainer.test(run.module, datamodule=run.datamodule, ckpt_path=weights, weights_only=True)
     metric = fit_metrics.get(cfg.get("optimized_metric"))
     log.info("Run folder: %s", output_dir)
     return None if metric is None else float(metric)
