@@ -88,7 +88,8 @@ def test_defaults_are_the_paper_optimizer_and_schedule(tmp_path: Path) -> None:
 # model.lrn_across_towers, added since).
 PAPER = {"_target_": "alexnet.model.AlexNet", "channels": [96, 256, 384, 384, 256], "in_channels": 3,
          "num_classes": "${oc.select:data.num_classes,1000}", "input_size": 227, "conv1_padding": None, "groups": 2,
-         "lrn": True, "lrn_across_towers": False, "lrn_size": 5, "lrn_alpha": 0.0001, "lrn_beta": 0.75, "lrn_k": 2.0, "overlapping_pool": True,
+         "lrn": True, "lrn_across_towers": False, "lrn_size": 5, "lrn_alpha": 0.0001, "lrn_beta": 0.75,
+         "lrn_k": 2.0, "overlapping_pool": True,
          "activation": "relu", "hidden_size": 4096, "dropout": 0.5, "dropout_position": "after",
          "adaptive_pool": None, "init": "paper", "init_std": 0.01, "init_bias": 1.0, "weights": None,
          "channels_last": False, "compile": False}  # fmt: skip
