@@ -1,4 +1,6 @@
-"""``alexnet-report outputs/multirun/<date>``: a finished sweep as a Markdown table and a PNG plot."""
+"""``alexnet-report outputs/multirun/<date>``: a finished sweep as a Markdown table (each job's settings, final and
+best validation top-1/top-5, test top-1/top-5, epochs), a PNG bar plot, and for an ablation sweep the paper's
+published effects beside the measured ones; read from the job folders' CSV or TensorBoard files (no W&B needed)."""
 
 from __future__ import annotations
 
