@@ -125,3 +125,17 @@ def make_imagenet(root: Path, per_class: dict[str, int] | None = None) -> Path:
 @pytest.fixture(scope="session")
 def imagenet_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_imagenet(tmp_path_factory.mktemp("imagenet"))
+
+
+def picture_stats(path: Path) -> tuple[int, float]:
+    """The brightest value and the standard deviation of a PNG's pixels, on 0-255."""
+    from PIL import Image
+
+    pixels = np.asarray(Image.open(path).convert("RGB"), dtype=np.float64)
+    return int(pixels.max()), float(pixels.std())
+
+
+def assert_visible(path: Path) -> None:
+    """Neither blank nor black: some pixel at least half-bright, and a spread of values."""
+    brightest, spread = picture_stats(path)
+    assert brightest >= 128 and spread >= 10, f"{path}: max {brightest}, std {spread:.1f} on 0-255"

@@ -48,9 +48,14 @@ def files(tmp_path_factory: pytest.TempPathFactory, fashion_root: Path) -> dict[
     a_file.write_text("")
     empty_dir = root / "empty"
     empty_dir.mkdir()
+    broken_sweep = root / "broken_sweep"
+    (broken_sweep / "0" / ".hydra").mkdir(parents=True)
+    (broken_sweep / "0" / ".hydra" / "overrides.yaml").write_text("- model.lrn=true\n")
+    (broken_sweep / "0" / "csv").mkdir()
+    (broken_sweep / "0" / "csv" / "metrics.csv").write_bytes(b"epoch,step,val/acc_top1\n0,9,\xff\xfe\n")
     return {"good": good, "truncated": truncated, "foreign": foreign, "paper_weights": paper_weights,
             "not_an_image": not_an_image, "corrupt": corrupt, "a_file": a_file, "empty_dir": empty_dir,
-            "data": fashion_root, "missing": root / "missing"}  # fmt: skip
+            "data": fashion_root, "missing": root / "missing", "broken_sweep": broken_sweep}  # fmt: skip
 
 
 # (command, arguments with {placeholders} from `files`, exit status, text the message must hold)
@@ -85,6 +90,8 @@ CASES = [
     ("alexnet-bench", ["bench.steps=0"], 2, "bench.steps=0: must be a positive integer."),
     ("alexnet-report", ["{missing}"], 2, "no such folder. Give a multirun folder"),
     ("alexnet-report", ["{empty_dir}"], 2, "holds no job folders"),
+    ("alexnet-report", ["{broken_sweep}"], 2, "metrics.csv is not a readable metrics file (UnicodeDecodeError"),
+    ("alexnet-figures", ["ckpt_path={missing}"], 2, "no such file"),
 ]
 
 

@@ -15,7 +15,7 @@ from alexnet.model import AlexNet, Ensemble, log_mean_softmax
 from conftest import compose_config
 
 PACKAGE = Path(alexnet.__file__).parent
-ENTRY_POINTS = {"train", "evaluate", "predict", "summary", "bench", "report"}
+ENTRY_POINTS = {"train", "evaluate", "predict", "summary", "bench", "report", "figures"}
 MODULES = sorted(PACKAGE.rglob("*.py"))
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import shutil
 import struct
 import time
 from pathlib import Path
@@ -11,8 +13,11 @@ import pytest
 import yaml
 from wandb.proto import wandb_internal_pb2
 
+from alexnet.paper_figures import FILES
+from alexnet.report import main as report_main
 from alexnet.run import build
-from conftest import column, compose_config, read_metrics, run_cli, train_config
+from alexnet.sweep_report import report
+from conftest import assert_visible, column, compose_config, read_metrics, run_cli, train_config
 
 TINY = ["model.input_size=67", "model.channels=[8,16,16,16,16]", "model.hidden_size=32", "data.download=false",
         "data.batch_size=8", "++callbacks.progress_bar=null", "trainer.log_every_n_steps=1"]  # fmt: skip
@@ -52,7 +57,8 @@ def wandb_run(folder: Path) -> dict:
             history.append({i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in record.history.item})
         elif kind == "run":
             run = record.run
-    media = sorted(p.name for p in run_file.parent.glob("files/media/images/media/*.png"))
+    images = run_file.parent / "files" / "media" / "images"
+    media = sorted(str(p.relative_to(images)) for p in images.glob("*/*.png"))  # <key prefix>/<key>_<step>_<hash>.png
     return {"id": run.run_id, "name": run.display_name, "group": run.run_group, "history": history, "media": media}
 
 
@@ -77,11 +83,22 @@ def test_ddp_on_two_cpu_processes_validates_like_one_process(tmp_path: Path, fas
     assert round(ddp_top1 * 41) == pytest.approx(ddp_top1 * 41, abs=1e-4), "a whole number of the 41 images"
 
 
+def logger_copy(sweep: Path, destination: Path, kept: tuple[str, ...]) -> Path:
+    """The sweep's job folders with only the Hydra record and the files of the loggers ``kept``."""
+    for job in (p for p in sweep.iterdir() if p.name.isdigit()):
+        for name in (".hydra", *kept):
+            shutil.copytree(job / name, destination / job.name / name)
+    return destination
+
+
 @pytest.mark.slow
-def test_four_job_multirun_gives_four_wandb_runs_and_a_report(tmp_path: Path, fashion_root: Path) -> None:
+def test_four_job_multirun_gives_four_wandb_runs_visible_pictures_and_a_report_per_logger(
+    tmp_path: Path, fashion_root: Path
+) -> None:
     result = run_cli("alexnet-train", "-m", f"data.root={fashion_root}", *TINY, "data.val_size=40",
-                     "trainer.max_epochs=1", "trainer.limit_train_batches=3", "logger=[csv,wandb]",
-                     f"paths.log_dir={tmp_path}", "model.lrn=true,false", "model.groups=1,2",
+                     "trainer.max_epochs=1", "trainer.limit_train_batches=3", "logger=[tensorboard,wandb]",
+                     "callbacks.wandb_media.examples=4", f"paths.log_dir={tmp_path}", "model.lrn=true,false",
+                     "model.groups=1,2",
                      cwd=tmp_path, timeout=400)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     (sweep,) = (tmp_path / "multirun").iterdir()
@@ -101,24 +118,52 @@ def test_four_job_multirun_gives_four_wandb_runs_and_a_report(tmp_path: Path, fa
         )
         logged = set().union(*run["history"])
         assert {"train/loss_step", "val/acc_top1", "val/acc_top5", "lr-SGD"} <= logged, logged
-        assert any(name.startswith("conv1_filters") for name in run["media"])
-        assert any(name.startswith("val_confusion_matrix") for name in run["media"])
-        assert any(name.startswith("val_examples") for name in run["media"])
+        media = {name.rsplit("_", 2)[0] for name in run["media"]}
+        assert media == {
+            "media/conv1_filters",
+            "media/val_confusion_matrix",
+            "media/val_examples",
+            "figures/kernels",
+            "figures/predictions",
+            "figures/neighbours",
+            "figures/curves",
+        }, media
+        # Every picture W&B stored (nearly random weights after 3 steps, real test images) can be seen.
+        for png in job.glob("wandb/offline-run-*/files/media/images/**/*.png"):
+            assert_visible(png)
+        assert sorted(p.name for p in (job / "figures").glob("*.png")) == sorted(FILES.values())
         saved = yaml.safe_load((job / "config_resolved.yaml").read_text())
         assert saved["logger"]["wandb"]["id"] == run["id"] and saved["git_commit"]
 
-    report = run_cli("alexnet-report", str(sweep), cwd=tmp_path)
-    assert report.returncode == 0, report.stderr
-    table = (sweep / "report.md").read_text().splitlines()
-    assert (
-        table[2] == "| job | model.groups | model.lrn | val/acc_top1 | val/acc_top5 | test/acc_top1 | test/acc_top5 |"
-    )
-    rows = [line.split(" | ") for line in table[4:8]]
-    assert sorted(r[0].strip("| ") for r in rows) == ["0", "1", "2", "3"]
-    for job, row in zip(jobs, sorted(rows, key=lambda r: r[0]), strict=True):
-        top1 = column(read_metrics(job / "csv" / "metrics.csv"), "val/acc_top1")[-1]
-        assert row[3] == f"{100 * top1:.2f}"
-    assert (sweep / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # What W&B recorded is what the report must show, whichever logger's files it reads.
+    wandb_values = []
+    for run in runs:
+        last = {k: v for row in run["history"] for k, v in row.items()}
+        wandb_values.append([f"{100 * last[m]:.2f}" for m in ("val/acc_top1", "val/acc_top5", "test/acc_top1")])
+    copies = {  # what logger=csv, logger=tensorboard and logger=wandb (which keeps csv/ too) write
+        "csv": logger_copy(sweep, tmp_path / "csv_only" / sweep.name, ("csv",)),
+        "tensorboard": logger_copy(sweep, tmp_path / "tensorboard_only" / sweep.name, ("tensorboard",)),
+        "wandb": logger_copy(sweep, tmp_path / "wandb_only" / sweep.name, ("wandb", "csv")),
+    }
+    for logger, folder in copies.items():
+        if logger == "wandb":
+            report_main([str(folder)])  # the command's own entry point
+        else:
+            report(folder)
+        table = (folder / "report.md").read_text().splitlines()
+        header = next(line for line in table if line.startswith("| job"))
+        assert header == ("| job | model.groups | model.lrn | val top-1 | best val top-1 | val top-5 | best val top-5 "
+                          "| test top-1 | test top-5 | epochs | read from |")  # fmt: skip
+        rows = {int(line.split(" | ")[0].strip("| ")): line.strip("| ").split(" | ") for line in table
+                if re.match(r"\| \d+ \|", line)}  # fmt: skip
+        assert sorted(rows) == [0, 1, 2, 3], f"{logger}: every job reported"
+        for number, expected in enumerate(wandb_values):
+            row = rows[number]
+            assert [row[3], row[5], row[7]] == expected, (logger, number, row)
+            assert row[4] == row[3] and row[6] == row[5], "one epoch: best = final"
+            assert row[9] == "1" and row[10] == ("tensorboard" if logger == "tensorboard" else "csv")
+        assert "local response normalisation (`model.lrn`) | 2 | 1.4 |" in "\n".join(table)
+        assert_visible(folder / "report.png")
 
 
 @pytest.mark.slow

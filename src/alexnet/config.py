@@ -36,6 +36,20 @@ def output_subdir(resume: str | None, ckpt_path: str | None) -> str:
     return ".hydra"
 
 
+def checkpoint_run_folder(ckpt_path: str | Path) -> Path:
+    """The run folder a checkpoint belongs to: ``<run>/checkpoints/x.ckpt`` -> ``<run>``; elsewhere, its folder."""
+    folder = Path(ckpt_path).expanduser().absolute().parent
+    return folder.parent if folder.name == "checkpoints" else folder
+
+
+def figures_dir(ckpt_path: str | None, fallback: str) -> str:
+    """alexnet-figures writes into ``<run>/figures/``; without an existing checkpoint (the command then stops
+    with a message) into ``fallback``, so that no folder is made next to a mistyped path."""
+    if ckpt_path and Path(ckpt_path).expanduser().is_file():
+        return str(checkpoint_run_folder(ckpt_path) / "figures")
+    return fallback
+
+
 def sqlite_url(path: str) -> str:
     """An SQLite URL for an Optuna study file; SQLite cannot create the folder itself."""
     file = Path(path).expanduser().absolute()
@@ -46,6 +60,7 @@ def sqlite_url(path: str) -> str:
 OmegaConf.register_new_resolver("alexnet.run_dir", run_dir, replace=True)
 OmegaConf.register_new_resolver("alexnet.sqlite", sqlite_url, replace=True)
 OmegaConf.register_new_resolver("alexnet.output_subdir", output_subdir, replace=True)
+OmegaConf.register_new_resolver("alexnet.figures_dir", figures_dir, replace=True)
 
 # Overrides that say where a job reads and writes, not what it computes: left out of a job's name.
 _PLACE_KEYS = ("paths.", "data.root", "hydra.", "resume", "ckpt_path", "logger", "callbacks")

@@ -236,6 +236,11 @@ class AlexNet(nn.Module):
                 nn.init.constant_(layer.bias, bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier[-1](self.last_hidden(x))
+
+    def last_hidden(self, x: torch.Tensor) -> torch.Tensor:
+        """The last hidden layer's activations (FC7 after its ReLU; 4096 values in the paper), the features
+        whose Euclidean distances the paper's Figure 4 uses to find similar images."""
         expected = (self.in_channels, self.input_size, self.input_size)
         if x.dim() != 4 or tuple(x.shape[1:]) != expected:
             raise ArchitectureError(
@@ -245,7 +250,7 @@ class AlexNet(nn.Module):
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         x = self.avgpool(self.features(x))
-        return self.classifier(torch.flatten(x, 1))
+        return self.classifier[:-1](torch.flatten(x, 1))
 
     def forward_flops(self) -> int:
         """Floating-point operations of one image's forward pass (a multiply-add counts 2).

@@ -1,8 +1,15 @@
-"""Pictures for a W&B dashboard: conv1's filters (the two towers side by side), the validation confusion
-matrix, and a few validation images with predicted and true labels. Does nothing without a WandbLogger."""
+"""Pictures for a W&B dashboard. After each validation: conv1's kernels (the towers side by side), the validation
+confusion matrix, and validation images as the net saw them, captioned with predicted and true labels. At the
+end of fitting: the paper's figures (``alexnet.paper_figures``), also written into ``<run>/figures/``.
+
+Every picture is handed to W&B as uint8 RGB on 0-255 (or a matplotlib figure), so W&B shows it as it is:
+float pictures in [0, 1] would reach W&B's PNG writer as 0 and 1 out of 255, i.e. black. Does nothing without
+a WandbLogger.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -10,30 +17,12 @@ import matplotlib
 import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import WandbLogger
-from torch import nn
-from torchvision.utils import make_grid
 
 from alexnet.data import ImageClassificationData
+from alexnet.paper_figures import draw_paper_figures, filter_grid
 
 matplotlib.use("Agg")  # render to files; no display on a cluster node
 import matplotlib.pyplot as plt  # noqa: E402
-
-
-def filter_grid(net: nn.Module) -> torch.Tensor:
-    """conv1's filters as one (3, H, W) image in [0, 1]; with the paper's two towers (conv2 grouped), the
-    filters feeding each tower form their own block, side by side."""
-    conv1, conv2 = [m for m in net.modules() if isinstance(m, nn.Conv2d)][:2]
-    weights = conv1.weight.detach().float().cpu()
-    flat = weights.flatten(1)
-    low, high = flat.min(1).values.view(-1, 1, 1, 1), flat.max(1).values.view(-1, 1, 1, 1)
-    weights = (weights - low) / (high - low).clamp_min(1e-12)  # each filter stretched to [0, 1]
-    towers = weights.chunk(conv2.groups)  # conv1's output channels feed conv2's groups in order
-    grids = [make_grid(tower, nrow=8, padding=1, pad_value=1.0) for tower in towers]
-    gap = torch.ones(3, grids[0].shape[1], 6)
-    pieces = [grids[0]]
-    for grid in grids[1:]:
-        pieces += [gap, grid]
-    return torch.cat(pieces, dim=2)
 
 
 def confusion_figure(matrix: torch.Tensor, class_names: list[str]) -> plt.Figure:
@@ -49,21 +38,29 @@ def confusion_figure(matrix: torch.Tensor, class_names: list[str]) -> plt.Figure
     return figure
 
 
-def to_picture(image: torch.Tensor) -> torch.Tensor:
-    """A normalised model input back to a viewable [0, 1] image."""
-    image = image.detach().float().cpu()
-    return (image - image.min()) / (image.max() - image.min()).clamp_min(1e-12)
-
-
 class WandbMedia(Callback):
-    """Logs the pictures after each validation epoch (rank 0 only: the other ranks have no real W&B run).
+    """Logs the pictures (rank 0 only: the other ranks have no real W&B run).
 
     Args:
-        examples: validation images shown with their predicted and true labels.
+        examples: validation images shown after each validation with their predicted and true labels.
+        paper_figures: at the end of fitting, draw the paper's figures from the final weights into
+            ``<run_dir>/figures/`` and log them.
+        run_dir: the run folder (its metrics give the training curves; its ``figures/`` holds the PNGs).
+        figure_train_images: training images searched for Figure 4's nearest neighbours, spread evenly over
+            the training set (``None``: all); bounds the time the end of a run takes.
     """
 
-    def __init__(self, examples: int = 8) -> None:
+    def __init__(
+        self,
+        examples: int = 8,
+        paper_figures: bool = True,
+        run_dir: str | None = None,
+        figure_train_images: int | None = 10000,
+    ) -> None:
         self.examples = examples
+        self.paper_figures = paper_figures
+        self.run_dir = Path(run_dir) if run_dir else None
+        self.figure_train_images = figure_train_images
         self._batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
     @staticmethod
@@ -78,7 +75,8 @@ class WandbMedia(Callback):
         images, labels = batch[0][: self.examples], batch[1][: self.examples]
         with torch.no_grad():
             predictions = pl_module(images).argmax(-1)
-        self._batch = (images, labels, predictions)
+        # The model input un-normalised by the data module that normalised it: the image the net saw.
+        self._batch = (trainer.datamodule.picture(images).cpu(), labels.cpu(), predictions.cpu())
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         loggers = self._loggers(trainer)
@@ -93,12 +91,33 @@ class WandbMedia(Callback):
             logger.log_image("media/conv1_filters", [filter_grid(pl_module.net)], step=trainer.global_step)
             logger.log_image("media/val_confusion_matrix", [figure], step=trainer.global_step)
             if self._batch is not None:
-                images, labels, predictions = self._batch
+                pictures, labels, predictions = self._batch
                 captions = [f"pred {names[p]} / true {names[t]}" for p, t in zip(predictions, labels, strict=True)]
-                pictures = [to_picture(image) for image in images]
-                logger.log_image("media/val_examples", pictures, step=trainer.global_step, caption=captions)
+                logger.log_image("media/val_examples", list(pictures), step=trainer.global_step, caption=captions)
         plt.close(figure)
         self._batch = None
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        loggers = self._loggers(trainer)
+        if not loggers or not self.paper_figures or self.run_dir is None or trainer.global_rank:
+            return
+        if trainer.datamodule is None:  # fit() given bare loaders: no data module to take the images from
+            return
+        for logger in trainer.loggers:
+            logger.save()  # the training curves are read from the metrics files
+        datamodule = trainer.datamodule
+        written = draw_paper_figures(
+            pl_module.net,
+            datamodule,
+            out_dir=self.run_dir / "figures",
+            run_dir=self.run_dir,
+            examples=self.examples,
+            train_images=self.figure_train_images,
+            num_workers=getattr(datamodule, "num_workers", 0),
+        )
+        for name, path in written.items():
+            for logger in loggers:
+                logger.log_image(f"figures/{name}", [str(path)], step=trainer.global_step)
 
 
 def _class_names(trainer: L.Trainer, count: int) -> list[str]:

@@ -257,11 +257,22 @@ class FashionMNISTDataModule(L.LightningDataModule):
     def model_input(self, images: torch.Tensor, stage: str = "test") -> torch.Tensor:
         """uint8 (N, 1, 28, 28) -> normalised float (N, channels, size, size); the same for every stage."""
         self._require_mean_image()
-        x = self.normalization.to_float(images)  # paper: the 28x28 mean image is subtracted before resizing
+        # paper: the 28x28 mean image is subtracted before resizing
+        return self.normalization.standardize(self._geometry(self.normalization.to_float(images)))
+
+    def _geometry(self, x: torch.Tensor) -> torch.Tensor:
         x = v2.functional.resize(x, [self.input_size, self.input_size], antialias=True)
-        if self.channels == 3:
-            x = x.repeat(1, 3, 1, 1)  # the grey image on every RGB channel
-        return self.normalization.standardize(x)
+        return x.repeat(1, 3, 1, 1) if self.channels == 3 else x  # the grey image on every RGB channel
+
+    def picture(self, model_input: torch.Tensor) -> torch.Tensor:
+        """Model input back to what it shows: uint8 RGB (N, 3, size, size), the grey image repeated."""
+        return self.normalization.to_picture(model_input, self._geometry)
+
+    def dataset(self, split: str) -> Dataset:
+        """The ``train``, ``val`` or ``test`` samples as (uint8 (1, 28, 28) image, label), after ``setup``."""
+        found = {"train": self.train_set, "val": self.val_set, "test": self.test_set}.get(split)
+        assert found is not None, f"setup() has not loaded the {split!r} split"
+        return found
 
     def class_names(self) -> list[str]:
         return list(CLASSES)

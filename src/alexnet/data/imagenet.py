@@ -259,6 +259,18 @@ class ImageNetDataModule(L.LightningDataModule):
             x = v2.functional.rgb_to_grayscale(x)
         return self.normalization.standardize(x)
 
+    def _centre_view(self, x: torch.Tensor) -> torch.Tensor:
+        x = v2.functional.center_crop(x, [self.input_size, self.input_size])
+        return v2.functional.rgb_to_grayscale(x) if self.channels == 1 else x
+
+    def picture(self, model_input: torch.Tensor) -> torch.Tensor:
+        """A validation input (the centre crop) back to what it shows: uint8 RGB (N, 3, s, s)."""
+        return self.normalization.to_picture(model_input, self._centre_view)
+
+    def dataset(self, split: str) -> ImageFolder:
+        """The ``train`` or ``val`` samples as (uint8 (3, resize_size, resize_size) image or None, label)."""
+        return self._split(split)
+
 
 def _is_image(path: str) -> bool:
     return path.lower().endswith(IMAGE_EXTENSIONS)

@@ -13,7 +13,7 @@ PCA lighting) how much to scale its shift.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torchvision.transforms import v2
@@ -92,7 +92,10 @@ class PixelNormalization:
         """
         if self.paper:
             return x
-        channels = x.shape[-3]
+        mean, std = self._statistics(x.shape[-3])
+        return v2.functional.normalize(x, mean=mean, std=std)
+
+    def _statistics(self, channels: int) -> tuple[list[float], list[float]]:
         mean, std = self.mean, self.std
         if len(mean) != channels:
             if len(mean) == 1:
@@ -103,4 +106,25 @@ class PixelNormalization:
                 raise UserError(
                     f"data.mean has {len(mean)} values for {channels}-channel images; give 1 or {channels}."
                 )
-        return v2.functional.normalize(x, mean=mean, std=std)
+        return mean, std
+
+    def to_picture(self, x: torch.Tensor, geometry: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """The inverse of ``to_float``, ``geometry``, ``standardize``: model input (..., C, H, W) back to the
+        pixels it shows, uint8 RGB (..., 3, H, W), a grey image repeated on R, G and B.
+
+        ``geometry`` is the deterministic crop or resize (and channel change) the data module applied between
+        ``to_float`` and ``standardize``; under ``paper`` it gives the window of the mean image to add back
+        (every step is linear, so ``geometry(images - mean) + geometry(mean) = geometry(images)``).
+        """
+        x = x.detach().float()
+        if self.paper:
+            assert self._mean_image is not None, "the mean image is set before any model input is made"
+            pixels = x + geometry(self._mean_image.to(x.device)[None])
+        else:
+            mean, std = self._statistics(x.shape[-3])
+            shape = (len(mean), 1, 1)
+            mean_t = torch.tensor(mean, device=x.device).view(shape)
+            std_t = torch.tensor(std, device=x.device).view(shape)
+            pixels = (x * std_t + mean_t) * 255
+        pixels = pixels.round().clamp(0, 255).to(torch.uint8)
+        return pixels.expand(*pixels.shape[:-3], 3, *pixels.shape[-2:]) if pixels.shape[-3] == 1 else pixels
