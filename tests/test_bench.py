@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -40,18 +39,3 @@ def test_bench_reports_consistent_rates_and_ratios(tmp_path: Path) -> None:
 def test_bench_rejects_zero_steps(tmp_path: Path) -> None:
     result = run_cli("alexnet-bench", f"paths.log_dir={tmp_path}", "bench.steps=0", cwd=tmp_path)
     assert result.returncode == 2 and "error: bench.steps=0: must be a positive integer." in result.stderr
-
-
-@pytest.mark.slow
-def test_default_bench_on_cpu_is_quick_and_lightning_costs_nothing_measurable(tmp_path: Path) -> None:
-    """The issue's CPU claim: under 5 minutes; (a) keeps up with (b) and with the model alone (c).
-
-    The README quotes the measured ratios against the 0.95 targets; this test allows 0.90, since a shared CI
-    machine's noise alone moves a median step by a few per cent.
-    """
-    start = time.monotonic()
-    report, _ = bench(tmp_path)
-    assert time.monotonic() - start < 300
-    assert report["model_config"]["input_size"] == 224 and report["batch_size"] == 32
-    assert report["ratio_a_over_b"] >= 0.90, report
-    assert report["ratio_a_over_c"] >= 0.90, report

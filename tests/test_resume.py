@@ -29,7 +29,8 @@ def start(tmp_path: Path, run_dir: Path, data_root: Path, *args: str) -> subproc
     return subprocess.Popen(command, cwd=tmp_path, env=ENV, stdout=log, stderr=subprocess.STDOUT)
 
 
-def wait_for(path: Path, process: subprocess.Popen, timeout: float = 120) -> None:
+def wait_for(path: Path, process: subprocess.Popen, timeout: float = 300) -> None:
+    """Wait for a file a running process writes; the timeout only stops a hang (it asserts no speed)."""
     deadline = time.monotonic() + timeout
     while not path.exists():
         assert process.poll() is None, f"the run ended before {path} appeared"
@@ -105,13 +106,11 @@ def test_a_dead_ddp_rank_ends_the_job_with_an_error(tmp_path: Path, fashion_root
     run_dir = tmp_path / "ddp"
     process = start(tmp_path, run_dir, fashion_root, "trainer=ddp_cpu", "trainer.max_steps=1000",
                     "callbacks.checkpoint.every_n_train_steps=5")  # fmt: skip
-    wait_for(run_dir / "checkpoints" / "last.ckpt", process, timeout=180)
+    wait_for(run_dir / "checkpoints" / "last.ckpt", process)
     ranks = subprocess.run(["pgrep", "-P", str(process.pid)], capture_output=True, text=True).stdout.split()
     assert len(ranks) == 1, "Lightning started rank 1 as a child of rank 0"
     os.kill(int(ranks[0]), signal.SIGKILL)
-    started = time.monotonic()
-    returncode = process.wait(timeout=120)  # a hang fails here
-    assert returncode == 2 and time.monotonic() - started < 120
+    assert process.wait(timeout=300) == 2  # a hang fails here, by the timeout
     log = (tmp_path / "ddp.log").read_text()
     assert "error: Another DDP rank stopped, so this one stops too" in log and f"resume={run_dir}" in log
 

@@ -6,7 +6,6 @@ import json
 import re
 import shutil
 import struct
-import time
 from pathlib import Path
 
 import pytest
@@ -217,10 +216,10 @@ def test_launcher_configs_compose_with_one_task_per_gpu() -> None:
 
 
 def test_multirun_with_multi_device_ddp_is_refused_at_once(tmp_path: Path) -> None:
-    started = time.monotonic()
+    # A hang (every rank relaunching the sweep) fails by the timeout.
     result = run_cli("alexnet-train", "-m", f"paths.log_dir={tmp_path}", "trainer=ddp_cpu", "model.lrn=true,false",
-                     cwd=tmp_path, timeout=60)  # fmt: skip
-    assert result.returncode == 2 and time.monotonic() - started < 60
+                     cwd=tmp_path, timeout=300)  # fmt: skip
+    assert result.returncode == 2
     assert "hydra/launcher=slurm_multi_gpu" in result.stderr and "Traceback" not in result.stderr
 
 
