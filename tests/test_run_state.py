@@ -1,0 +1,98 @@
+"""A run's state is never lost, never mixed: one resume point, a self-contained folder, one writer at a time,
+nothing written by a resume that fails, no checkpoint replaced outside fitting, every epoch's metrics kept."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+from lightning.pytorch.callbacks import Callback
+
+from alexnet import run as run_module
+from alexnet.config import Invocation
+from alexnet.run import train
+from conftest import column, read_metrics, train_config
+
+# Four training and two validation batches an epoch, on a tiny net: each run takes seconds.
+TINY = ["model.input_size=67", "model.channels=[8,16,16,16,16]", "model.hidden_size=32", "data.batch_size=8",
+        "trainer.limit_train_batches=4", "trainer.limit_val_batches=2", "trainer.limit_test_batches=2",
+        "trainer.log_every_n_steps=1", "test=false"]  # fmt: skip
+STEPS_PER_EPOCH = 4
+
+
+def run_train(tmp_path: Path, data: Path, *overrides: str) -> float | None:
+    """``alexnet-train <overrides>`` in this process, with the overrides recorded as typed."""
+    return train(train_config(tmp_path, data, [*TINY, *overrides]), Invocation(overrides=tuple(overrides)))
+
+
+def resume(tmp_path: Path, data: Path, folder: Path, *overrides: str) -> float | None:
+    return run_train(tmp_path, data, f"paths.output_dir={folder}", f"resume={folder}", *overrides)
+
+
+def step_of(path: Path) -> int:
+    return torch.load(path, map_location="cpu", weights_only=True)["global_step"]
+
+
+def digest(folder: Path) -> dict[str, str]:
+    """Every file under ``folder``, by relative path, with the SHA-256 of its bytes."""
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.rglob("*")
+            if p.is_file()}  # fmt: skip
+
+
+def epochs_logged(rows: list[dict[str, str]], metric: str) -> list[int]:
+    return [int(float(r["epoch"])) for r in rows if r.get(metric)]
+
+
+class SignalWhen(Callback):
+    """Sends this process a signal at the first hook call for which ``when(trainer, batch_idx)`` holds."""
+
+    def __init__(self, hook: str, when: Callable, signum: int = signal.SIGTERM) -> None:
+        self.when, self.signum, self.sent = when, signum, False
+        setattr(self, hook, self._maybe_signal)
+
+    def _maybe_signal(self, trainer, module, batch, batch_idx, *args) -> None:
+        if not self.sent and self.when(trainer, batch_idx):
+            self.sent = True
+            os.kill(os.getpid(), self.signum)
+
+
+@pytest.fixture
+def add_callback(monkeypatch: pytest.MonkeyPatch) -> Callable[[Callback], None]:
+    """Add a callback to the next runs ``alexnet.run.train`` builds (not to their saved config)."""
+    build = run_module.build
+
+    def add(callback: Callback) -> None:
+        def build_with(cfg, multirun=False):
+            built = build(cfg, multirun)
+            built.trainer.callbacks.append(callback)
+            return built
+
+        monkeypatch.setattr(run_module, "build", build_with)
+
+    return add
+
+
+def test_case_1_stopped_in_epoch_0_then_resumed_twice_keeps_one_resume_point(
+    tmp_path: Path, fashion_root: Path, add_callback: Callable
+) -> None:
+    add_callback(SignalWhen("on_train_batch_start", lambda trainer, i: trainer.global_step == 2))
+    with pytest.raises(SystemExit) as stopped:
+        run_train(tmp_path, fashion_root, "trainer.max_epochs=3")
+    assert stopped.value.code == 128 + signal.SIGTERM
+    folder = tmp_path / "run"
+    assert step_of(folder / "checkpoints" / "last.ckpt") == 3, "the step under way when the signal came finished"
+    add_callback(Callback())
+    resume(tmp_path, fashion_root, folder, "trainer.max_epochs=2")
+    resume(tmp_path, fashion_root, folder, "trainer.max_epochs=3")
+    names = sorted(p.name for p in (folder / "checkpoints").iterdir())
+    assert names[-1] == "last.ckpt" and len(names) == 2 and names[0].startswith("epoch_"), names
+    assert step_of(folder / "checkpoints" / "last.ckpt") == 3 * STEPS_PER_EPOCH, "the newest step"
+    rows = read_metrics(folder / "csv" / "metrics.csv")
+    assert epochs_logged(rows, "val/acc_top1") == [0, 1, 2], "every epoch's validation once"
+    assert epochs_logged(rows, "train/loss_epoch") == [0, 1, 2]
+    assert column(rows, "train/loss_step") and len(column(rows, "train/loss_step")) == 3 * STEPS_PER_EPOCH
