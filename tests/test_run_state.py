@@ -96,3 +96,41 @@ def test_case_1_stopped_in_epoch_0_then_resumed_twice_keeps_one_resume_point(
     assert epochs_logged(rows, "val/acc_top1") == [0, 1, 2], "every epoch's validation once"
     assert epochs_logged(rows, "train/loss_epoch") == [0, 1, 2]
     assert column(rows, "train/loss_step") and len(column(rows, "train/loss_step")) == 3 * STEPS_PER_EPOCH
+
+
+def test_case_3_a_signal_during_the_test_leaves_last_ckpt_unchanged(
+    tmp_path: Path, fashion_root: Path, add_callback: Callable, caplog: pytest.LogCaptureFixture
+) -> None:
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    before: dict[str, bytes] = {}
+
+    class Remember(SignalWhen):
+        def on_test_start(self, trainer, module) -> None:
+            before["last"] = last.read_bytes()
+
+    add_callback(Remember("on_test_batch_start", lambda trainer, i: True))
+    with pytest.raises(SystemExit) as stopped:
+        run_train(tmp_path, fashion_root, "trainer.max_epochs=2", "test=true")
+    assert stopped.value.code == 128 + signal.SIGTERM
+    assert last.read_bytes() == before["last"], "the test's weights are not saved as the last step"
+    assert step_of(last) == 2 * STEPS_PER_EPOCH
+    assert "Stopped by SIGTERM during the test; the checkpoints are unchanged" in caplog.text
+
+
+def test_case_7_a_signal_during_validation_keeps_that_epochs_metrics(
+    tmp_path: Path, fashion_root: Path, add_callback: Callable
+) -> None:
+    in_validation = SignalWhen(
+        "on_validation_batch_start", lambda trainer, i: not trainer.sanity_checking and trainer.current_epoch == 0
+    )
+    add_callback(in_validation)
+    with pytest.raises(SystemExit) as stopped:
+        run_train(tmp_path, fashion_root, "trainer.max_epochs=2")
+    assert stopped.value.code == 128 + signal.SIGTERM and in_validation.sent
+    add_callback(Callback())
+    folder = tmp_path / "run"
+    resume(tmp_path, fashion_root, folder)
+    rows = read_metrics(folder / "csv" / "metrics.csv")
+    assert epochs_logged(rows, "val/acc_top1") == [0, 1]
+    assert epochs_logged(rows, "train/loss_epoch") == [0, 1]
+    assert len(column(rows, "train/loss_step")) == 2 * STEPS_PER_EPOCH

@@ -12,7 +12,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ import lightning as L
 from hydra.experimental.callback import Callback as HydraCallback
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig
 
@@ -55,7 +56,9 @@ class StopOnSignal(Callback):
     step, save ``<dirpath>/last.ckpt`` and end the run; ``alexnet-train resume=<run folder>`` continues it.
 
     SIGINT and SIGUSR1 are turned into SIGTERM, so every rank stops at the same step boundary through
-    Lightning's own SIGTERM path. A second Ctrl+C stops at once.
+    Lightning's own SIGTERM path. A second Ctrl+C stops at once. A signal during validation lets the validation
+    finish first (Lightning would stop mid-validation, and the resumed run would never log that epoch's metrics).
+    Only fitting saves: a signal during the test (of the best epoch's weights) leaves ``last.ckpt`` as it is.
     """
 
     def __init__(self, dirpath: str) -> None:
@@ -63,6 +66,7 @@ class StopOnSignal(Callback):
         self.received: str | None = None
         self.saved: Path | None = None
         self._previous: dict[int, Any] = {}
+        self._deferred: Callable[[], None] | None = None
 
     def _forward(self, signum: int, frame: Any) -> None:
         self.received = self.received or STOP_SIGNALS[signum]
@@ -76,7 +80,11 @@ class StopOnSignal(Callback):
 
         def on_sigterm(signum: int, frame: Any) -> None:
             self.received = self.received or "SIGTERM"
-            if callable(lightning_sigterm):
+            if not callable(lightning_sigterm):
+                return
+            if trainer.validating:  # told to Lightning once the validation is over (on_validation_end)
+                self._deferred = lambda: lightning_sigterm(signum, frame)
+            else:
                 lightning_sigterm(signum, frame)
 
         if _main_thread():
@@ -85,8 +93,13 @@ class StopOnSignal(Callback):
             signal.signal(signal.SIGINT, self._forward)
             signal.signal(signal.SIGUSR1, self._forward)
 
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        deferred, self._deferred = self._deferred, None
+        if deferred is not None:
+            deferred()  # Lightning stops at the next step boundary, after this epoch's metrics are logged
+
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
-        if isinstance(exception, SIGTERMException):
+        if isinstance(exception, SIGTERMException) and trainer.state.fn == TrainerFn.FITTING:
             self.saved = self.dirpath / "last.ckpt"
             trainer.save_checkpoint(self.saved)
         self._restore()
@@ -148,13 +161,14 @@ def ending_as_exit_codes(trainer: L.Trainer, run_folder: Path) -> Iterator[None]
         stopper = next((c for c in trainer.callbacks if isinstance(c, StopOnSignal)), None)
         signal_name = stopper.received if stopper and stopper.received else "SIGTERM"
         saved = stopper.saved if stopper else None
-        log.warning(
-            "Stopped by %s at step %d. %s Continue with: alexnet-train resume=%s",
-            signal_name,
-            trainer.global_step,
-            f"Checkpoint: {saved}." if saved else "No checkpoint was saved (callbacks.stop_on_signal is off).",
-            run_folder,
-        )
+        if trainer.state.fn != TrainerFn.FITTING:
+            outcome, action = "during the test; the checkpoints are unchanged.", "Test again with"
+        elif saved:
+            outcome, action = f"at step {trainer.global_step}. Checkpoint: {saved}.", "Continue with"
+        else:
+            outcome = f"at step {trainer.global_step}. No checkpoint was saved (callbacks.stop_on_signal is off)."
+            action = "Continue with"
+        log.warning("Stopped by %s %s %s: alexnet-train resume=%s", signal_name, outcome, action, run_folder)
         signum = next((s for s, name in STOP_SIGNALS.items() if name == signal_name), signal.SIGTERM)
         raise SystemExit(128 + int(signum)) from None
     except RuntimeError as error:
