@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import importlib
+import io
+import logging
 import os
 import subprocess
 import sys
+import traceback
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -90,6 +96,58 @@ def run_cli(command: str, *args: str, cwd: Path, timeout: float = 180) -> subpro
     return subprocess.run(
         [str(BIN / command), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
     )
+
+
+@dataclass
+class Ran:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def console_scripts() -> dict[str, str]:
+    """``alexnet-train`` -> ``alexnet.train:main``, from pyproject.toml."""
+    import tomllib
+
+    return tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]["scripts"]
+
+
+def run_main(command: str, *args: str, cwd: Path) -> Ran:
+    """A console script run in this process as the CLI would run it (its ``main()`` with ``sys.argv`` set, in
+    ``cwd``, offline): exit status, stdout and stderr, an uncaught exception printed as its traceback. Costs no
+    Python start; Hydra's global state, logging, the working folder and the environment are restored."""
+    module, function = console_scripts()[command].split(":")
+    main = getattr(importlib.import_module(module), function)
+    out, err = io.StringIO(), io.StringIO()
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    saved = sys.argv, os.getcwd(), dict(os.environ)
+    os.environ.update(WANDB_MODE="offline")
+    os.environ.pop("HYDRA_FULL_ERROR", None)
+    GlobalHydra.instance().clear()
+    returncode = 0
+    try:
+        os.chdir(cwd)
+        sys.argv = [command, *args]
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                main()
+            except SystemExit as exit_:
+                if isinstance(exit_.code, str):
+                    print(exit_.code, file=sys.stderr)
+                returncode = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+            except Exception:
+                traceback.print_exc()
+                returncode = 1
+    finally:
+        sys.argv = saved[0]
+        os.chdir(saved[1])
+        os.environ.clear()
+        os.environ.update(saved[2])
+        GlobalHydra.instance().clear()
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    return Ran(returncode, out.getvalue(), err.getvalue())
 
 
 WNIDS = ("n01440764", "n01443537", "n01484850")  # tench, goldfish, great white shark

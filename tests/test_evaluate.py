@@ -17,7 +17,7 @@ from alexnet.errors import UserError, find_user_error
 from alexnet.evaluation import evaluate, predict
 from alexnet.model import AlexNet, ArchitectureError
 from alexnet.run import train
-from conftest import WNIDS, compose_config, run_cli, train_config
+from conftest import WNIDS, compose_config, run_cli, run_main, train_config
 
 SMALL = ["model=paper", "model.input_size=96", "data.resize_size=110", "data.num_classes=3", "data.batch_size=2",
          "data.num_workers=0", "data.pin_memory=false", "debug=limit", "test=false"]  # fmt: skip
@@ -76,6 +76,15 @@ def test_eval_and_predict_commands(tmp_path: Path, imagenet_root: Path, checkpoi
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("%  n0") == 3 * 3  # three images, three classes each (top-5 of 3 classes)
     assert str(image) in result.stdout and "goldfish" in result.stdout
+
+
+def test_case_7_predict_leaves_no_file_in_the_working_folder(
+    tmp_path: Path, imagenet_root: Path, checkpoints: list[Path]
+) -> None:
+    image = imagenet_root / "val" / WNIDS[0] / f"{WNIDS[0]}_0.JPEG"
+    result = run_main("alexnet-predict", f"ckpt_path={checkpoints[0]}", f"images=[{image}]", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert str(image) in result.stdout and list(tmp_path.iterdir()) == [], "no predict.log, no outputs/"
 
 
 def test_predict_returns_probabilities(tmp_path: Path, imagenet_root: Path, checkpoints: list[Path]) -> None:

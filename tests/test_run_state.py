@@ -134,3 +134,14 @@ def test_case_7_a_signal_during_validation_keeps_that_epochs_metrics(
     assert epochs_logged(rows, "val/acc_top1") == [0, 1]
     assert epochs_logged(rows, "train/loss_epoch") == [0, 1]
     assert len(column(rows, "train/loss_step")) == 2 * STEPS_PER_EPOCH
+
+
+def test_case_7_an_empty_log_dir_variable_means_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    from conftest import compose_config
+
+    for name in ("ALEXNET_LOG_DIR", "ALEXNET_DATA_DIR"):
+        monkeypatch.setenv(name, "")
+    cfg = compose_config("train", ["paths.root_dir=/work/here", "paths.output_dir=/work/here/run"])
+    assert (cfg.paths.log_dir, cfg.paths.data_dir) == ("outputs", "/work/here/data")
+    monkeypatch.setenv("ALEXNET_LOG_DIR", "/scratch/runs")
+    assert compose_config("train", ["paths.root_dir=/w", "paths.output_dir=/w/r"]).paths.log_dir == "/scratch/runs"

@@ -3,6 +3,7 @@ resolvers its run folders use, and what Hydra knows about one invocation, as pla
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -50,6 +51,12 @@ def figures_dir(ckpt_path: str | None, fallback: str) -> str:
     return fallback
 
 
+def env_or(name: str, default: str) -> str:
+    """An environment variable's value; ``default`` when it is unset *or empty* (``oc.env`` would give "", and
+    ``ALEXNET_LOG_DIR=`` would then write runs under /runs at the filesystem root)."""
+    return os.environ.get(name) or default
+
+
 def sqlite_url(path: str) -> str:
     """An SQLite URL for an Optuna study file; SQLite cannot create the folder itself."""
     file = Path(path).expanduser().absolute()
@@ -59,6 +66,7 @@ def sqlite_url(path: str) -> str:
 
 OmegaConf.register_new_resolver("alexnet.run_dir", run_dir, replace=True)
 OmegaConf.register_new_resolver("alexnet.sqlite", sqlite_url, replace=True)
+OmegaConf.register_new_resolver("alexnet.env", env_or, replace=True)
 OmegaConf.register_new_resolver("alexnet.output_subdir", output_subdir, replace=True)
 OmegaConf.register_new_resolver("alexnet.figures_dir", figures_dir, replace=True)
 
