@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import signal
 from collections.abc import Callable
 from pathlib import Path
@@ -77,6 +78,22 @@ def add_callback(monkeypatch: pytest.MonkeyPatch) -> Callable[[Callback], None]:
     return add
 
 
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory: pytest.TempPathFactory, fashion_root: Path) -> Path:
+    """A finished one-epoch run of a two-tower tiny net; tests copy it before touching it."""
+    tmp = tmp_path_factory.mktemp("finished")
+    run_train(tmp, fashion_root, "model.groups=2", "trainer.max_epochs=1")
+    return tmp / "run"
+
+
+@pytest.fixture
+def copied_run(tmp_path: Path, finished_run: Path) -> Path:
+    folder = tmp_path / "copy"
+    shutil.copytree(finished_run, folder, symlinks=True)
+    (folder / ".lock").unlink(missing_ok=True)
+    return folder
+
+
 def test_case_1_stopped_in_epoch_0_then_resumed_twice_keeps_one_resume_point(
     tmp_path: Path, fashion_root: Path, add_callback: Callable
 ) -> None:
@@ -145,3 +162,17 @@ def test_case_7_an_empty_log_dir_variable_means_unset(monkeypatch: pytest.Monkey
     assert (cfg.paths.log_dir, cfg.paths.data_dir) == ("outputs", "/work/here/data")
     monkeypatch.setenv("ALEXNET_LOG_DIR", "/scratch/runs")
     assert compose_config("train", ["paths.root_dir=/w", "paths.output_dir=/w/r"]).paths.log_dir == "/scratch/runs"
+
+
+def test_case_2_a_copied_run_folder_resumes_into_itself_and_leaves_the_original_as_it_was(
+    tmp_path: Path, fashion_root: Path, finished_run: Path, copied_run: Path
+) -> None:
+    original = digest(finished_run)
+    resume(tmp_path, fashion_root, copied_run, "trainer.max_epochs=2")
+    assert digest(finished_run) == original, "the original folder is byte-identical"
+    assert step_of(copied_run / "checkpoints" / "last.ckpt") == 2 * STEPS_PER_EPOCH
+    saved = (copied_run / "config_resolved.yaml").read_text()
+    assert str(finished_run) not in saved and f"output_dir: {copied_run}\n" in saved
+    assert epochs_logged(read_metrics(copied_run / "csv" / "metrics.csv"), "val/acc_top1") == [0, 1]
+    best = [p.name for p in (copied_run / "checkpoints").glob("epoch_*.ckpt")]
+    assert len(best) == 1, f"the copy tracks its own best checkpoint: {best}"

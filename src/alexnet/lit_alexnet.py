@@ -18,6 +18,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 
 from alexnet.errors import UserError
 from alexnet.model import log_mean_softmax
+from alexnet.run_folder import reroot_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +143,7 @@ class LitAlexNet(L.LightningModule):
         }
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        reroot_checkpoint(checkpoint, self.hparams.get("run_config"))
         states = checkpoint.get("rng_states")
         if not states:
             return

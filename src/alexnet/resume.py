@@ -9,8 +9,21 @@ from omegaconf import DictConfig, OmegaConf
 
 from alexnet.checkpoints import fill_former_defaults
 from alexnet.errors import UserError
+from alexnet.run_folder import RUN_RECORD, reroot
 
 log = logging.getLogger(__name__)
+
+
+def saved_config(folder: Path) -> DictConfig:
+    """A run folder's ``config_resolved.yaml``, re-rooted to where the folder is now: every path under the folder
+    the run was started in (its checkpoints, logs, W&B files) points into ``folder``, wherever it was copied or
+    moved to; paths outside it (the data) are kept."""
+    saved = OmegaConf.load(folder / RUN_RECORD)
+    old = str(saved.paths.output_dir)
+    if old != str(folder):
+        log.info("The run folder moved from %s to %s: continuing in %s", old, folder, folder)
+        saved = OmegaConf.create(reroot(OmegaConf.to_container(saved), old, str(folder)))
+    return fill_former_defaults(saved)
 
 
 def continue_run(cfg: DictConfig, typed_keys: list[str]) -> DictConfig:
@@ -30,7 +43,7 @@ def continue_run(cfg: DictConfig, typed_keys: list[str]) -> DictConfig:
         raise UserError(
             f"{folder} has no checkpoints/last.ckpt: the run stopped before its first checkpoint. Start it again."
         )
-    resumed = fill_former_defaults(OmegaConf.load(saved))
+    resumed = saved_config(folder)
     for key in typed_keys:
         name = key.lstrip("+~")
         if name in ("resume", "ckpt_path") or name.startswith("hydra."):
