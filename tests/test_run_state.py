@@ -16,6 +16,7 @@ from lightning.pytorch.callbacks import Callback
 
 from alexnet import run as run_module
 from alexnet.config import Invocation
+from alexnet.errors import UserError
 from alexnet.run import train
 from conftest import column, read_metrics, train_config
 
@@ -176,3 +177,26 @@ def test_case_2_a_copied_run_folder_resumes_into_itself_and_leaves_the_original_
     assert epochs_logged(read_metrics(copied_run / "csv" / "metrics.csv"), "val/acc_top1") == [0, 1]
     best = [p.name for p in (copied_run / "checkpoints").glob("epoch_*.ckpt")]
     assert len(best) == 1, f"the copy tracks its own best checkpoint: {best}"
+
+
+def test_case_4_a_resume_that_changes_the_net_is_refused_before_anything_is_written(
+    tmp_path: Path, fashion_root: Path, copied_run: Path
+) -> None:
+    before = digest(copied_run)
+    with pytest.raises(UserError, match=r"model.groups=1: a resumed run keeps its net, .*the run has model.groups=2"):
+        resume(tmp_path, fashion_root, copied_run, "model.groups=1")
+    assert digest(copied_run) == before, "nothing written: the config keeps groups=2"
+    resume(tmp_path, fashion_root, copied_run, "trainer.max_epochs=2")  # a later plain resume works
+    assert step_of(copied_run / "checkpoints" / "last.ckpt") == 2 * STEPS_PER_EPOCH
+
+
+def test_case_6_a_resume_may_change_top_level_values_but_not_groups(
+    tmp_path: Path, fashion_root: Path, copied_run: Path
+) -> None:
+    resume(tmp_path, fashion_root, copied_run, "trainer.max_epochs=2", "test=true", "seed=7")
+    saved = (copied_run / "config_resolved.yaml").read_text()
+    assert "\ntest: true\n" in saved and "\nseed: 7\n" in saved
+    assert column(read_metrics(copied_run / "csv" / "metrics.csv"), "test/acc_top1"), "the test ran"
+    for group in ("model=paper", "experiment=d2l_fashion_mnist", "optimizer=sgd"):
+        with pytest.raises(UserError, match=f"{group.split('=')[0]}: a resumed run keeps its configuration"):
+            resume(tmp_path, fashion_root, copied_run, group)

@@ -30,6 +30,33 @@ def checkpoint_step(path: str | Path) -> int:
         raise UserError(f"ckpt_path={path} is not a readable Lightning checkpoint ({type(error).__name__}).") from error
 
 
+def check_fits(path: str | Path, module: torch.nn.Module) -> int:
+    """The step of the checkpoint ``path`` that training ``module`` will start from, after checking that its
+    weights fit ``module`` name by name and shape by shape (Lightning would stop with a traceback).
+    Memory-mapped: the Trainer loads it in full afterwards."""
+    path = existing_file(path)
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        step, saved = int(checkpoint["global_step"]), checkpoint["state_dict"]
+    except Exception as error:  # truncated zip, not a torch file, no global_step
+        raise UserError(f"ckpt_path={path} is not a readable Lightning checkpoint ({type(error).__name__}).") from error
+    ours = module.state_dict()
+    differences = [
+        f"{key} is {list(saved[key].shape)} there and {list(value.shape)} here"
+        for key, value in ours.items()
+        if key in saved and saved[key].shape != value.shape
+    ]
+    differences += [f"{key} is missing there" for key in ours if key not in saved]
+    differences += [f"{key} is not in this net" for key in saved if key not in ours]
+    if differences:
+        more = f" (and {len(differences) - 1} more)" if len(differences) > 1 else ""
+        raise UserError(
+            f"ckpt_path={path} holds another net than these model settings: {differences[0]}{more}. Use the model "
+            "settings it was trained with (they are in its run's config_resolved.yaml)."
+        )
+    return step
+
+
 def read_checkpoint(path: str | Path) -> dict:
     """A Lightning checkpoint written by alexnet-train, loaded with ``weights_only=True``."""
     path = existing_file(path)

@@ -18,13 +18,14 @@ from lightning.pytorch.loggers import Logger
 from lightning.pytorch.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from alexnet.checkpoints import checkpoint_step
+from alexnet.checkpoints import check_fits
 from alexnet.config import Invocation
 from alexnet.config_checks import check_run_config
 from alexnet.csv_logger import ResumableCSVLogger
 from alexnet.errors import LaunchError, UserError
 from alexnet.faults import ending_as_exit_codes, probe_writable
 from alexnet.resume import continue_run
+from alexnet.run_folder import RUN_RECORD
 from alexnet.wandb_run import finishing_wandb, name_wandb_runs
 
 log = logging.getLogger(__name__)
@@ -102,20 +103,24 @@ def first_rank_of_node() -> bool:
     return os.environ.get("LOCAL_RANK", "0") == "0"
 
 
-def record_run(cfg: DictConfig, invocation: Invocation) -> None:
-    """Complete the config with what identifies the run (git commit, W&B id, name and group) and save it
-    resolved in the run folder."""
+def describe_run(cfg: DictConfig, invocation: Invocation) -> None:
+    """Complete the config with what identifies the run: the git commit, and the W&B run's id, name and group."""
     with open_dict(cfg):
         cfg.git_commit = cfg.get("git_commit") or git_commit()
     name_wandb_runs(cfg.get("logger"), invocation.job_name, invocation.run_group)
+
+
+def save_config(cfg: DictConfig) -> None:
+    """The run's resolved config, in its folder: what ``resume=`` and ``alexnet-eval`` rebuild it from."""
     if first_rank_of_node():
         output_dir = Path(cfg.paths.output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(cfg, output_dir / "config_resolved.yaml", resolve=True)
+        OmegaConf.save(cfg, output_dir / RUN_RECORD, resolve=True)
 
 
 def preflight(cfg: DictConfig, run: Run) -> None:
-    """Fail now, not at the first checkpoint hours later; point a resumed CSV log at the checkpoint's step."""
+    """Fail now, not at the first checkpoint hours later: a folder that cannot be written or is nearly full, a
+    checkpoint that does not fit the net. Point a resumed CSV log at the checkpoint's step."""
     output_dir = Path(cfg.paths.output_dir)
     try:
         probe_writable(output_dir)
@@ -134,7 +139,9 @@ def preflight(cfg: DictConfig, run: Run) -> None:
             "elsewhere: paths.log_dir=/path."
         )
     if cfg.get("ckpt_path"):
-        step = checkpoint_step(cfg.ckpt_path)
+        if not isinstance(cfg.ckpt_path, str):
+            raise UserError(f"ckpt_path={cfg.ckpt_path}: alexnet-train starts from one checkpoint, not a list.")
+        step = check_fits(cfg.ckpt_path, run.module)
         for logger in run.loggers:
             if isinstance(logger, ResumableCSVLogger):
                 logger.resume_step = step
@@ -149,14 +156,19 @@ def best_checkpoint(trainer: L.Trainer) -> str | None:
 
 
 def train(cfg: DictConfig, invocation: Invocation | None = None) -> float | None:
-    """Fit (and test) one configuration; returns ``cfg.optimized_metric`` for a sweeper."""
+    """Fit (and test) one configuration; returns ``cfg.optimized_metric`` for a sweeper.
+
+    Everything is checked (the resumed config, the net against the checkpoint, the disk) before the run's config
+    is written."""
     invocation = invocation or Invocation()
+    output_dir = Path(cfg.paths.output_dir)
     cfg = continue_run(cfg, invocation.typed_keys())
     check_run_config(cfg)
-    record_run(cfg, invocation)
+    describe_run(cfg, invocation)
     run = build(cfg, invocation.multirun)
     preflight(cfg, run)
-    trainer, output_dir = run.trainer, Path(cfg.paths.output_dir)
+    save_config(cfg)
+    trainer = run.trainer
     with ending_as_exit_codes(trainer, output_dir), finishing_wandb(run.loggers):
         trainer.fit(run.module, datamodule=run.datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
         fit_metrics = dict(trainer.callback_metrics)

@@ -12,6 +12,11 @@ from typing import Any
 RUN_RECORD = "config_resolved.yaml"
 
 
+def continues_run(resume: str | None, ckpt_path: Any) -> bool:
+    """``resume=<folder>`` and ``ckpt_path=last`` continue a run in its own folder; anything else starts one."""
+    return bool(resume) or ckpt_path == "last"
+
+
 def reroot(value: Any, old: str, new: str) -> Any:
     """``value`` (strings, and dicts and lists of them) with every path under ``old`` moved under ``new``."""
     if isinstance(value, str):
