@@ -7,6 +7,8 @@ import hashlib
 import os
 import shutil
 import signal
+import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,7 +20,7 @@ from alexnet import run as run_module
 from alexnet.config import Invocation
 from alexnet.errors import UserError
 from alexnet.run import train
-from conftest import column, read_metrics, train_config
+from conftest import BIN, column, read_metrics, run_main, train_config
 
 # Four training and two validation batches an epoch, on a tiny net: each run takes seconds.
 TINY = ["model.input_size=67", "model.channels=[8,16,16,16,16]", "model.hidden_size=32", "data.batch_size=8",
@@ -200,3 +202,44 @@ def test_case_6_a_resume_may_change_top_level_values_but_not_groups(
     for group in ("model=paper", "experiment=d2l_fashion_mnist", "optimizer=sgd"):
         with pytest.raises(UserError, match=f"{group.split('=')[0]}: a resumed run keeps its configuration"):
             resume(tmp_path, fashion_root, copied_run, group)
+
+
+def test_case_5_a_new_run_in_a_folder_that_holds_one_is_refused(
+    tmp_path: Path, fashion_root: Path, copied_run: Path
+) -> None:
+    before = digest(copied_run)
+    with pytest.raises(UserError, match=f"{copied_run} already holds a run .*alexnet-train resume={copied_run}"):
+        run_train(tmp_path, fashion_root, f"paths.output_dir={copied_run}")
+    assert digest(copied_run) == before
+
+
+def test_case_5_a_lock_left_by_a_dead_process_does_not_block(
+    tmp_path: Path, fashion_root: Path, copied_run: Path
+) -> None:
+    (copied_run / ".lock").write_text("4194305 a-node-that-rebooted\n")  # above Linux's largest pid: long dead
+    resume(tmp_path, fashion_root, copied_run, "trainer.max_epochs=2")
+    assert step_of(copied_run / "checkpoints" / "last.ckpt") == 2 * STEPS_PER_EPOCH
+
+
+@pytest.mark.slow
+def test_case_5_a_second_writer_is_refused_at_once_naming_the_first(tmp_path: Path, fashion_root: Path) -> None:
+    folder = tmp_path / "run"
+    args = [f"data.root={fashion_root}", "data.download=false", "data.val_size=40", *TINY, "trainer.max_steps=100000",
+            "trainer.limit_train_batches=null", "callbacks.checkpoint.every_n_train_steps=2",
+            "++callbacks.progress_bar=null", f"hydra.run.dir={folder}"]  # fmt: skip
+    log = (tmp_path / "first.log").open("w")
+    env = {**os.environ, "WANDB_MODE": "offline"}
+    first = subprocess.Popen([str(BIN / "alexnet-train"), *args], cwd=tmp_path, env=env, stdout=log, stderr=log)
+    try:
+        while not (folder / "checkpoints" / "last.ckpt").exists():
+            assert first.poll() is None, (tmp_path / "first.log").read_text()[-2000:]
+            time.sleep(0.2)
+        hydra_before = sorted(p.name for p in (folder / ".hydra").iterdir())
+        second = run_main("alexnet-train", f"resume={folder}", "trainer.max_steps=100001", cwd=tmp_path)
+        assert second.returncode == 2, second.stderr[-2000:]
+        assert f"is being written by process {first.pid} on " in second.stderr, second.stderr[-2000:]
+        assert "Traceback" not in second.stderr
+        assert sorted(p.name for p in (folder / ".hydra").iterdir()) == hydra_before, "the refused run wrote nothing"
+    finally:
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(timeout=300) == 128 + signal.SIGTERM

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -18,12 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-from hydra.experimental.callback import Callback as HydraCallback
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
-from omegaconf import DictConfig
 
 from alexnet.errors import UserError
 
@@ -124,31 +121,6 @@ def probe_writable(folder: Path) -> None:
     probe = folder / ".write_test"
     probe.write_bytes(b"0" * 4096)
     probe.unlink()
-
-
-class WritableOutputCheck(HydraCallback):
-    """Stops with one line, before anything starts, when the run (or sweep) folder cannot be created.
-
-    Hydra creates that folder itself before the task runs, so an unwritable ``paths.log_dir`` would otherwise
-    end in Hydra's traceback.
-    """
-
-    def _check(self, folder: str) -> None:
-        try:
-            probe_writable(Path(folder))
-        except OSError as error:
-            print(
-                f"error: cannot write to the output folder {folder} ({error.strerror or error}). Point runs at a "
-                "writable folder: paths.log_dir=/path (or ALEXNET_LOG_DIR=/path).",
-                file=sys.stderr,
-            )
-            raise SystemExit(2) from None
-
-    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self._check(str(config.hydra.run.dir))
-
-    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self._check(str(config.hydra.sweep.dir))
 
 
 @contextmanager

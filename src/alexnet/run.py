@@ -25,7 +25,7 @@ from alexnet.csv_logger import ResumableCSVLogger
 from alexnet.errors import LaunchError, UserError
 from alexnet.faults import ending_as_exit_codes, probe_writable
 from alexnet.resume import continue_run
-from alexnet.run_folder import RUN_RECORD
+from alexnet.run_folder import RUN_RECORD, claiming
 from alexnet.wandb_run import finishing_wandb, name_wandb_runs
 
 log = logging.getLogger(__name__)
@@ -158,23 +158,25 @@ def best_checkpoint(trainer: L.Trainer) -> str | None:
 def train(cfg: DictConfig, invocation: Invocation | None = None) -> float | None:
     """Fit (and test) one configuration; returns ``cfg.optimized_metric`` for a sweeper.
 
-    Everything is checked (the resumed config, the net against the checkpoint, the disk) before the run's config
-    is written."""
+    Everything is checked (the run folder, the resumed config, the net against the checkpoint, the disk) before
+    the run's config is written, under the run folder's lock."""
     invocation = invocation or Invocation()
     output_dir = Path(cfg.paths.output_dir)
-    cfg = continue_run(cfg, invocation.typed_keys())
-    check_run_config(cfg)
-    describe_run(cfg, invocation)
-    run = build(cfg, invocation.multirun)
-    preflight(cfg, run)
-    save_config(cfg)
-    trainer = run.trainer
-    with ending_as_exit_codes(trainer, output_dir), finishing_wandb(run.loggers):
-        trainer.fit(run.module, datamodule=run.datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
-        fit_metrics = dict(trainer.callback_metrics)
-        if cfg.get("test"):
-            weights = best_checkpoint(trainer) if cfg.get("test_weights", "best") == "best" else None  # None: last
-            trainer.test(run.module, datamodule=run.datamodule, ckpt_path=weights, weights_only=True)
+    with claiming(output_dir, cfg.get("resume"), cfg.get("ckpt_path")):
+        cfg = continue_run(cfg, invocation.typed_keys())
+        check_run_config(cfg)
+        describe_run(cfg, invocation)
+        run = build(cfg, invocation.multirun)
+        preflight(cfg, run)
+        save_config(cfg)
+        trainer = run.trainer
+        with ending_as_exit_codes(trainer, output_dir), finishing_wandb(run.loggers):
+            trainer.fit(run.module, datamodule=run.datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
+            fit_metrics = dict(trainer.callback_metrics)
+            if cfg.get("test"):
+                # test_weights=best: the best checkpoint; last: the final weights (ckpt_path None)
+                weights = best_checkpoint(trainer) if cfg.get("test_weights", "best") == "best" else None
+                trainer.test(run.module, datamodule=run.datamodule, ckpt_path=weights, weights_only=True)
     metric = fit_metrics.get(cfg.get("optimized_metric"))
     log.info("Run folder: %s", output_dir)
     return None if metric is None else float(metric)

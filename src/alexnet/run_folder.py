@@ -1,20 +1,126 @@
-"""A run folder is self-contained: the paths a run saves (in its config, in its checkpoints' callback states) are
-absolute, so a folder that was copied or moved is re-rooted when resumed: every path under the folder the run was
-saved in is read as the same path under the folder being resumed, and the copy writes into itself, never into
-the original.
+"""A run folder holds one run, is written by one process at a time, and is self-contained.
+
+- A new run never starts in a folder that already holds one (its ``config_resolved.yaml``): it would replace
+  that run's config and metrics beside its checkpoints. ``alexnet-train resume=<folder>`` continues it instead.
+- While a run writes, its first process holds an exclusive ``fcntl.flock`` on ``<folder>/.lock``, which names its
+  pid: a second process is refused at once, naming the first. The kernel drops the lock when its holder exits,
+  however it exits, so a lock file left by a dead process never blocks.
+- The paths a run saves (in its config, in its checkpoints' callback states) are absolute. A folder that was
+  copied or moved is re-rooted when resumed: every path under the folder the run was saved in is read as the
+  same path under the folder being resumed, so the copy writes into itself, never into the original.
+
+The Hydra callback ``RunFolderCheck`` makes these checks before Hydra writes anything into the folder (its
+``.hydra/`` and log file); ``alexnet-train`` makes them again under the lock.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
+import socket
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
+from hydra.experimental.callback import Callback as HydraCallback
+from omegaconf import DictConfig
+
+from alexnet.errors import UserError
+from alexnet.faults import probe_writable
+
 RUN_RECORD = "config_resolved.yaml"
+LOCK_FILE = ".lock"
+# Set in every process of a multi-process run but its first: Lightning's ddp sets LOCAL_RANK (and NODE_RANK) in
+# the ranks it starts, torchrun sets RANK, SLURM sets SLURM_PROCID in every task.
+RANK_VARIABLES = ("RANK", "SLURM_PROCID", "LOCAL_RANK", "NODE_RANK")
+
+
+def holds_run(folder: Path) -> bool:
+    return (folder / RUN_RECORD).is_file()
 
 
 def continues_run(resume: str | None, ckpt_path: Any) -> bool:
     """``resume=<folder>`` and ``ckpt_path=last`` continue a run in its own folder; anything else starts one."""
     return bool(resume) or ckpt_path == "last"
+
+
+def launching_process() -> bool:
+    """The first process of a run, the one that owns its folder (the other ranks of a DDP run share it)."""
+    return all(os.environ.get(name, "0") == "0" for name in RANK_VARIABLES)
+
+
+def check_run_folder(folder: Path, resume: str | None, ckpt_path: Any) -> None:
+    """A run continues only a folder that holds one, and starts only in a folder that holds none."""
+    if continues_run(resume, ckpt_path):
+        if holds_run(folder):
+            return
+        if resume:
+            raise UserError(
+                f"resume={resume}: no run to continue ({folder / RUN_RECORD} is missing). Give resume=<run folder> "
+                "of a run alexnet-train started, e.g. resume=outputs/runs/2026-01-31_12-00-00-000000."
+            )
+        raise UserError(
+            f"ckpt_path=last: no run to continue under {folder.parent} (none has checkpoints/last.ckpt). Start a "
+            "new run without ckpt_path, or give resume=<run folder>."
+        )
+    if holds_run(folder):
+        raise UserError(
+            f"{folder} already holds a run ({RUN_RECORD}); a new run there would mix its config and metrics with "
+            f"that run's checkpoints. Continue it with: alexnet-train resume={folder}, or leave hydra.run.dir unset "
+            "for a new folder."
+        )
+
+
+def _holder(fd: int) -> str:
+    text = os.pread(fd, 200, 0).decode(errors="replace").split()
+    return f"process {text[0]} on {text[1]}" if len(text) >= 2 else "another process"
+
+
+def _refusal(folder: Path, holder: str) -> UserError:
+    return UserError(
+        f"{folder} is being written by {holder} (it holds {folder / LOCK_FILE}). Wait for it to end or stop it, "
+        "then run again; two processes in one run folder would mix their checkpoints, config and metrics."
+    )
+
+
+def lock_holder(folder: Path) -> str | None:
+    """Who holds the folder's lock now, without taking it; None when no live process does."""
+    try:
+        fd = os.open(folder / LOCK_FILE, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return _holder(fd)
+    finally:
+        os.close(fd)  # closing drops a lock just taken
+    return None
+
+
+@contextmanager
+def claiming(folder: Path, resume: str | None, ckpt_path: Any) -> Iterator[None]:
+    """Check that the run may write into ``folder`` (``check_run_folder``) and hold its lock for the block: refused
+    at once while another live process holds it. Done in the run's first process only: the other ranks of a DDP
+    run write into the folder that process claimed."""
+    if not launching_process():
+        yield
+        return
+    check_run_folder(folder, resume, ckpt_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise _refusal(folder, _holder(fd)) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()} {socket.gethostname()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def reroot(value: Any, old: str, new: str) -> Any:
@@ -37,3 +143,39 @@ def reroot_checkpoint(checkpoint: dict[str, Any], run_config: dict | None) -> No
     new = ((run_config or {}).get("paths") or {}).get("output_dir")
     if (run_config or {}).get("resume") and old and new and old != new and "callbacks" in checkpoint:
         checkpoint["callbacks"] = reroot(checkpoint["callbacks"], old, new)
+
+
+class RunFolderCheck(HydraCallback):
+    """Before Hydra writes into the run folder (``.hydra/``, the log file): refuse a run that would continue
+    nothing, a new run in a folder that holds one, a folder another process is writing, and a folder that cannot
+    be written; each in one line, with exit status 2."""
+
+    def _refuse(self, message: str) -> None:
+        print(f"error: {message}", file=sys.stderr, flush=True)
+        raise SystemExit(2)
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        folder = Path(str(config.hydra.run.dir)).absolute()
+        if launching_process():
+            try:
+                if "resume" in config:  # alexnet-train's own settings: resume= and ckpt_path=last
+                    check_run_folder(folder, config.get("resume"), config.get("ckpt_path"))
+                elif holds_run(folder):
+                    check_run_folder(folder, None, None)
+                if (holder := lock_holder(folder)) is not None:
+                    raise _refusal(folder, holder)
+            except UserError as error:
+                self._refuse(str(error))
+        self._check_writable(str(folder))
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self._check_writable(str(config.hydra.sweep.dir))
+
+    def _check_writable(self, folder: str) -> None:
+        try:
+            probe_writable(Path(folder))
+        except OSError as error:
+            self._refuse(
+                f"cannot write to the output folder {folder} ({error.strerror or error}). Point runs at a "
+                "writable folder: paths.log_dir=/path (or ALEXNET_LOG_DIR=/path)."
+            )
