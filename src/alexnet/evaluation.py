@@ -16,7 +16,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig
 
 from alexnet.checkpoints import build_net_and_data, checkpoint_paths
-from alexnet.data.imagenet import IMAGE_EXTENSIONS
+from alexnet.data.image_files import IMAGE_EXTENSIONS
 from alexnet.errors import UserError
 from alexnet.lit_alexnet import LitAlexNet, crop_averaged_log_probs
 

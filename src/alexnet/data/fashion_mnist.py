@@ -20,6 +20,7 @@ from torchvision.transforms import v2
 
 from alexnet.data.batch_size import evaluation_sampler, per_device_batch_size
 from alexnet.data.device_batches import DeviceBatches
+from alexnet.data.image_files import as_seen
 from alexnet.data.mean_image import MeanImageCache, bytes_fingerprint, mean_of_batches
 from alexnet.data.normalization import PixelNormalization
 from alexnet.errors import UserError
@@ -278,10 +279,11 @@ class FashionMNISTDataModule(L.LightningDataModule):
         return list(CLASSES)
 
     def read_image(self, path: str) -> torch.Tensor:
-        """Any image file as a Fashion-MNIST sample: grey, 28x28, uint8 (1, 28, 28)."""
+        """Any image file as a Fashion-MNIST sample: the grey picture a person sees (``as_seen``), 28x28, uint8
+        (1, 28, 28)."""
         try:
             with Image.open(path) as image:
-                grey = image.convert("L").resize((28, 28), Image.Resampling.BILINEAR)
+                grey = as_seen(image).convert("L").resize((28, 28), Image.Resampling.BILINEAR)
         except (OSError, ValueError, SyntaxError) as error:
             raise UserError(f"Unreadable image {path} ({error}).") from error
         return v2.functional.pil_to_tensor(grey)

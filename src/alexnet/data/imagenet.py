@@ -22,6 +22,7 @@ from torchvision.transforms import v2
 
 from alexnet.data.batch_size import evaluation_sampler, per_device_batch_size
 from alexnet.data.batch_transforms import pca_lighting, random_crop_flip, ten_crop
+from alexnet.data.image_files import ClassFolders, as_seen, is_image_file
 from alexnet.data.mean_image import MeanImageCache, files_fingerprint, mean_of_batches
 from alexnet.data.normalization import PixelNormalization
 from alexnet.errors import UserError
@@ -31,7 +32,6 @@ LAYOUT = """Expected layout (ImageFolder, one folder per class, e.g. ILSVRC-2012
   <data.root>/train/n01440764/*.JPEG
   <data.root>/train/n01443537/*.JPEG  ...
   <data.root>/val/n01440764/*.JPEG    ...  (the validation images sorted into the same class folders)"""
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 
 
 def imagenet_class_names() -> dict[str, str]:
@@ -41,11 +41,12 @@ def imagenet_class_names() -> dict[str, str]:
 
 
 def load_image(path: str, size: int, skip_unreadable: bool) -> torch.Tensor | None:
-    """Decode any image ImageNet holds (grey, CMYK, PNG named .JPEG) as RGB; shorter side ``size``, centre crop."""
+    """Decode any image file as the RGB picture a person sees (``as_seen``: grey, 16-bit, palette, transparent,
+    CMYK, EXIF-rotated, PNG named .JPEG); shorter side ``size``, centre crop."""
     try:
         with Image.open(path) as image:
             image.draft("RGB", (size, size))  # lets JPEG decode at a reduced scale when the image is large
-            rgb = image.convert("RGB")
+            rgb = as_seen(image)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
         if not skip_unreadable:
             message = f"Unreadable image {path} ({error}); remove it or set data.skip_unreadable=true."
@@ -129,11 +130,12 @@ class ImageNetDataModule(L.LightningDataModule):
                 f"ImageNet: {folder} has {len(classes)} class folders but the model has {self.num_classes} "
                 f"outputs; set data.num_classes={len(classes)} (the model follows it) or fix the folder.\n{LAYOUT}"
             )
-        empty = [c for c in classes if not any(p.suffix.lower() in IMAGE_EXTENSIONS for p in (folder / c).iterdir())]
+        loader = partial(load_image, size=self.resize_size, skip_unreadable=self.skip_unreadable)
+        dataset = ClassFolders(str(folder), loader=loader, is_valid_file=is_image_file, allow_empty=True)
+        counts = torch.bincount(torch.tensor(dataset.targets, dtype=torch.long), minlength=len(classes))
+        empty = [c for c, n in zip(dataset.classes, counts.tolist(), strict=True) if n == 0]
         if empty:
             raise UserError(f"ImageNet: class folders without images in {folder}: {', '.join(empty[:5])}.\n{LAYOUT}")
-        loader = partial(load_image, size=self.resize_size, skip_unreadable=self.skip_unreadable)
-        dataset = ImageFolder(str(folder), loader=loader, is_valid_file=_is_image)
         if split != "train" and "train" in self.datasets and dataset.classes != self.datasets["train"].classes:
             raise UserError(f"ImageNet: the class folders of {folder} differ from those of train/.\n{LAYOUT}")
         self.datasets[split] = dataset
@@ -270,7 +272,3 @@ class ImageNetDataModule(L.LightningDataModule):
     def dataset(self, split: str) -> ImageFolder:
         """The ``train`` or ``val`` samples as (uint8 (3, resize_size, resize_size) image or None, label)."""
         return self._split(split)
-
-
-def _is_image(path: str) -> bool:
-    return path.lower().endswith(IMAGE_EXTENSIONS)
