@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -94,6 +95,25 @@ def test_predict_returns_probabilities(tmp_path: Path, imagenet_root: Path, chec
     assert len(results) == 6
     for _, top in results:
         assert [name for name, _ in top] != [] and sum(p for _, p in top) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_checkpoints_record_their_classes_and_other_classes_are_refused(
+    tmp_path: Path, imagenet_root: Path, checkpoints: list[Path]
+) -> None:
+    names = ["n01440764 tench", "n01443537 goldfish", "n01484850 great white shark"]
+    assert torch.load(checkpoints[0], weights_only=True)["class_names"] == names
+    other = tmp_path / "other"  # the same number of classes, one of them another wnid
+    shutil.copytree(imagenet_root / "val", other / "val")
+    (other / "val" / WNIDS[2]).rename(other / "val" / "n01491361")
+    refused = "The checkpoint was trained on other classes than data.root=.* holds .*not in the data: n01484850"
+    with pytest.raises(UserError, match=refused):
+        run_eval(tmp_path, other, f"ckpt_path={checkpoints[0]}")
+    image = str(imagenet_root / "val" / WNIDS[0] / f"{WNIDS[0]}_0.JPEG")
+    with pytest.raises(UserError, match=refused):
+        predict(compose_config("predict", [f"ckpt_path={checkpoints[0]}", f"data.root={other}", f"images=[{image}]"]),
+                ["data.root"])  # fmt: skip
+    (path, top), *_ = predict(compose_config("predict", [f"ckpt_path={checkpoints[0]}", f"images=[{image}]"]))
+    assert sorted(name for name, _ in top) == names, "names from the checkpoint"
 
 
 def test_torchvision_weights_file_gives_torchvision_logits(tmp_path: Path) -> None:

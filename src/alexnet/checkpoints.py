@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
@@ -112,19 +113,58 @@ def checkpoint_paths(cfg: DictConfig) -> list[str]:
     return [str(p) for p in paths] if isinstance(paths, ListConfig | list) else [str(paths)]
 
 
-def build_net_and_data(cfg: DictConfig, data_keys: list[str]) -> tuple[torch.nn.Module, L.LightningDataModule, int]:
-    """The net (one, or an averaging ensemble) and the data module it is scored on, with the number of nets.
+def check_classes(recorded: list[str] | None, data_names: list[str], where: str) -> None:
+    """Refuse data whose classes are not those a checkpoint was trained on (same count, other classes included):
+    its error rate, or its predictions' names, would be silently wrong."""
+    if recorded is None or list(recorded) == list(data_names):
+        return
+    missing = [n for n in recorded if n not in data_names]
+    new = [n for n in data_names if n not in recorded]
+    detail = (
+        f"{len(recorded)} classes in the checkpoint, {len(data_names)} in the data"
+        if len(recorded) != len(data_names)
+        else f"{len(recorded)} classes in both"
+    )
+    if missing or new:
+        detail += f"; not in the data: {', '.join(missing[:3]) or 'none'}"
+        detail += f"; not in the checkpoint: {', '.join(new[:3]) or 'none'}"
+    else:
+        detail += "; in another order"
+    raise UserError(
+        f"The checkpoint was trained on other classes than {where} holds ({detail}). Use data with the "
+        "checkpoint's class folders."
+    )
+
+
+@dataclass
+class ScoredNet:
+    """What alexnet-eval and alexnet-predict score: the net (one, or an averaging ensemble), its data module, how
+    many nets, and the names of its outputs in order."""
+
+    net: torch.nn.Module
+    datamodule: L.LightningDataModule
+    networks: int
+    class_names: list[str]
+
+
+def build_net_and_data(cfg: DictConfig, data_keys: list[str], compare_classes: bool = True) -> ScoredNet:
+    """The net(s) of ``cfg`` and the data module they are scored on.
 
     With checkpoints, both come from the first checkpoint's saved config (not today's defaults), and only the
     ``data.*`` keys typed now (``data_keys``, e.g. ``data.root``) replace its values. Without, from ``cfg``.
+    The class list each checkpoint recorded must be the same for all, and (``compare_classes``) the data's.
     """
     paths = checkpoint_paths(cfg)
+    recorded = None
     if not paths:
         model_cfg, data_cfg = cfg.model, cfg.data
         nets = [instantiate(model_cfg).eval()]
     else:
         checkpoints = [read_checkpoint(p) for p in paths]
         nets = [net_from_checkpoint(c) for c in checkpoints]
+        recorded = checkpoints[0].get("class_names")
+        for path, checkpoint in zip(paths[1:], checkpoints[1:], strict=True):
+            check_classes(recorded, checkpoint.get("class_names") or recorded, f"the ensemble's {path}")
         saved = run_config(checkpoints[0])
         model_cfg, data_cfg = saved.model, saved.data
         for key in (k.lstrip("+~") for k in data_keys):
@@ -141,4 +181,7 @@ def build_net_and_data(cfg: DictConfig, data_keys: list[str]) -> tuple[torch.nn.
     datamodule = instantiate(data_cfg)
     if paths:
         restore_data_state(datamodule, checkpoints[0])  # the mean image the net was trained with
-    return net, datamodule, len(nets)
+    if recorded is None or compare_classes:
+        data_names = datamodule.class_names()
+        check_classes(recorded, data_names, f"data.root={data_cfg.root}")
+    return ScoredNet(net, datamodule, len(nets), list(recorded) if recorded is not None else data_names)

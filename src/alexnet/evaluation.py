@@ -26,8 +26,9 @@ def evaluate(cfg: DictConfig, data_keys: list[str] = ()) -> dict[str, float]:
     ``data_keys``: the ``data.*`` overrides typed, which replace a checkpoint's saved data settings."""
     if cfg.get("seed") is not None:
         L.seed_everything(cfg.seed, workers=True)
-    net, datamodule, n_nets = build_net_and_data(cfg, list(data_keys))
-    module = LitAlexNet(net=net, optimizer=torch.optim.SGD)
+    scored = build_net_and_data(cfg, list(data_keys))
+    datamodule, n_nets = scored.datamodule, scored.networks
+    module = LitAlexNet(net=scored.net, optimizer=torch.optim.SGD)
     trainer: L.Trainer = instantiate(cfg.trainer)
     if trainer.world_size != 1:
         raise UserError("alexnet-eval runs on one device (trainer.devices=1) so that no image is counted twice.")
@@ -76,8 +77,9 @@ def predict(cfg: DictConfig, data_keys: list[str] = ()) -> list[tuple[Path, list
     if not entries:
         raise UserError("Give the images to classify: alexnet-predict ckpt_path=... images=[img1.jpg,dir/]")
     entries = [str(e) for e in entries] if isinstance(entries, ListConfig | list) else [str(entries)]
-    net, datamodule, _ = build_net_and_data(cfg, list(data_keys))
-    names = datamodule.class_names()
+    # The classes come from the checkpoint; the data's are compared with them only where the user pointed at data.
+    scored = build_net_and_data(cfg, list(data_keys), compare_classes="data.root" in data_keys)
+    net, datamodule, names = scored.net, scored.datamodule, scored.class_names
     k = min(cfg.top_k, len(names))
     results = []
     for path in image_files(entries):

@@ -88,6 +88,7 @@ class LitAlexNet(L.LightningModule):
         if nonfinite_loss not in NONFINITE_ACTIONS:
             raise UserError(f"module.nonfinite_loss={nonfinite_loss!r}: choose one of {', '.join(NONFINITE_ACTIONS)}.")
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"])
+        self.class_names: list[str] | None = None  # the data's classes, in label order: saved in every checkpoint
         self.net = net
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         num_classes = net.num_classes
@@ -133,7 +134,14 @@ class LitAlexNet(L.LightningModule):
         paths = [p for c in callbacks for p in (c.last_model_path, c.best_model_path) if p and Path(p).is_file()]
         return max(paths, key=lambda p: Path(p).stat().st_mtime) if paths else "none saved yet"
 
+    def setup(self, stage: str) -> None:
+        datamodule = self.trainer.datamodule if self._trainer is not None else None
+        if self.class_names is None and hasattr(datamodule, "class_names"):
+            self.class_names = datamodule.class_names()
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # What each output means: eval and predict refuse data whose classes differ, and name predictions by it.
+        checkpoint["class_names"] = self.class_names
         # Dropout masks and on-device crops draw from these; restoring them makes a resumed run exact.
         checkpoint["rng_states"] = {
             "torch": torch.get_rng_state(),
