@@ -89,7 +89,7 @@ def lock_holder(folder: Path) -> str | None:
     """Who holds the folder's lock now, without taking it; None when no live process does."""
     try:
         fd = os.open(folder / LOCK_FILE, os.O_RDONLY)
-    except FileNotFoundError:
+    except OSError:  # no lock file, or no folder at all: nobody holds it
         return None
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
@@ -156,17 +156,18 @@ class RunFolderCheck(HydraCallback):
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         folder = Path(str(config.hydra.run.dir)).absolute()
-        if launching_process():
+        launching = launching_process()
+        if launching:
             try:
                 if "resume" in config:  # alexnet-train's own settings: resume= and ckpt_path=last
                     check_run_folder(folder, config.get("resume"), config.get("ckpt_path"))
                 elif holds_run(folder):
                     check_run_folder(folder, None, None)
-                if (holder := lock_holder(folder)) is not None:
-                    raise _refusal(folder, holder)
             except UserError as error:
                 self._refuse(str(error))
         self._check_writable(str(folder))
+        if launching and (holder := lock_holder(folder)) is not None:
+            self._refuse(str(_refusal(folder, holder)))
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         self._check_writable(str(config.hydra.sweep.dir))
