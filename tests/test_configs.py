@@ -8,9 +8,10 @@ import lightning as L
 import pytest
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from alexnet.config import CONFIG_DIR
+from alexnet.config_rules import RULES, check_settings
 from alexnet.model import AlexNet
 from alexnet.run import instantiate_group
 from conftest import compose_config
@@ -39,6 +40,7 @@ def test_every_config_file_composes_and_builds(path: Path, tmp_path: Path, monke
     # GPU trainers are built on the CPU here; their GPU settings are checked below.
     cpu = ["trainer.accelerator=cpu", f"trainer.devices={2 if path.stem == 'ddp' else 1}"] if group == "trainer" else []
     cfg = compose_file(path, tmp_path, *cpu)
+    check_settings(cfg)  # every shipped option keeps to the rules a user's overrides are held to
     if group in (None, "model", "experiment", "debug"):
         model = instantiate(cfg.model)
         assert isinstance(model, AlexNet)
@@ -117,3 +119,20 @@ def test_derived_model_configs_state_only_their_differences(variant: str) -> Non
     own = yaml.safe_load((CONFIG_DIR / "model" / f"{variant}.yaml").read_text())
     assert own.pop("defaults") == ["paper"]
     assert own and all(BEFORE[variant][key] != PAPER[key] for key in own), own
+
+
+def test_every_rule_names_a_setting_that_some_config_has(tmp_path: Path) -> None:
+    """A rule for a key no config has (a typo, a renamed setting) would silently check nothing."""
+    keys: set[str] = set()
+
+    def collect(node: object, prefix: str) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                keys.add(prefix + str(key))
+                collect(value, f"{prefix}{key}.")
+
+    for path in CONFIG_FILES:
+        if path.parts[0] != "hydra":
+            cfg = compose_file(path, tmp_path)
+            collect(OmegaConf.to_container(cfg, resolve=False), "")
+    assert not set(RULES) - keys, sorted(set(RULES) - keys)

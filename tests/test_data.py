@@ -92,7 +92,6 @@ def test_corrupt_files_are_reported(tmp_path: Path) -> None:
         ({"val_size": 1.0}, "data.val_size=1.0 leaves no training"),
         ({"normalization": "foo"}, "data.normalization='foo': choose paper .* or per_channel"),
         ({"num_classes": 1000}, "data.num_classes=1000: Fashion-MNIST has 10 classes"),
-        ({"batch_size": 0}, "data.batch_size=0: must be a positive integer"),
         ({"channels": 2}, "model.in_channels=2: the data can feed 1"),
     ],
 )

@@ -129,7 +129,7 @@ def test_unreadable_images_are_skipped_and_named(tmp_path: Path, caplog: pytest.
 def test_layout_errors_show_the_expected_layout(tmp_path: Path, imagenet_root: Path) -> None:
     with pytest.raises(UserError, match=r"no train/ folder under data.root=.*\nExpected layout"):
         datamodule(tmp_path).setup("fit")
-    with pytest.raises(UserError, match="has 3 class folders but the model has 1000 outputs; set data.num_classes=3"):
+    with pytest.raises(UserError, match="has 3 class folders but data.num_classes=1000; set data.num_classes=3"):
         datamodule(imagenet_root, num_classes=1000).setup("fit")
     root = make_imagenet(tmp_path / "empty", {"train": 1, "val": 1})
     (root / "train" / "n09999999").mkdir()

@@ -11,6 +11,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from alexnet.config import CONFIG_DIR, Invocation
+from alexnet.config_rules import check_settings
 from alexnet.errors import reported_user_errors
 
 T = TypeVar("T")
@@ -24,6 +25,7 @@ def hydra_command(config_name: str) -> Callable[[Callable[[DictConfig, Invocatio
         def main(cfg: DictConfig) -> T:
             invocation = Invocation.from_hydra(HydraConfig.get())  # the one read of Hydra's global state
             with reported_user_errors(invocation.multirun):
+                check_settings(cfg)  # every setting's value, before anything is built or written
                 return task(cfg, invocation)
 
         main.__doc__ = task.__doc__

@@ -6,6 +6,8 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from lightning.fabric.utilities.exceptions import MisconfigurationException
+
 from alexnet.model import ArchitectureError
 
 
@@ -17,7 +19,9 @@ class LaunchError(UserError):
     """A combination that must not start at all; it stops a whole multirun, not just one job."""
 
 
-USER_ERRORS = (UserError, ArchitectureError)
+# Lightning raises MisconfigurationException for Trainer settings it cannot honour (no GPU for
+# trainer.accelerator=gpu, more devices than the machine has).
+USER_ERRORS = (UserError, ArchitectureError, MisconfigurationException)
 
 
 def find_user_error(error: BaseException | None) -> BaseException | None:

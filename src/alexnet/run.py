@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from alexnet.checkpoints import check_fits
 from alexnet.config import Invocation
 from alexnet.config_checks import check_run_config
+from alexnet.config_rules import check_settings
 from alexnet.csv_logger import ResumableCSVLogger
 from alexnet.errors import LaunchError, UserError
 from alexnet.faults import ending_as_exit_codes, probe_writable
@@ -158,12 +159,13 @@ def best_checkpoint(trainer: L.Trainer) -> str | None:
 def train(cfg: DictConfig, invocation: Invocation | None = None) -> float | None:
     """Fit (and test) one configuration; returns ``cfg.optimized_metric`` for a sweeper.
 
-    Everything is checked (the run folder, the resumed config, the net against the checkpoint, the disk) before
-    the run's config is written, under the run folder's lock."""
+    Everything is checked (the run folder, the settings, the net against the checkpoint, the disk) before the
+    run's config is written, under the run folder's lock."""
     invocation = invocation or Invocation()
     output_dir = Path(cfg.paths.output_dir)
     with claiming(output_dir, cfg.get("resume"), cfg.get("ckpt_path")):
         cfg = continue_run(cfg, invocation.typed_keys())
+        check_settings(cfg)  # the resumed config too: the saved values with the ones typed now
         check_run_config(cfg)
         describe_run(cfg, invocation)
         run = build(cfg, invocation.multirun)

@@ -71,8 +71,6 @@ class FashionMNISTDataModule(L.LightningDataModule):
         super().__init__()
         if num_classes != len(CLASSES):
             raise UserError(f"data.num_classes={num_classes!r}: Fashion-MNIST has {len(CLASSES)} classes.")
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise UserError(f"data.batch_size={batch_size!r}: must be a positive integer.")
         self.root = Path(root).expanduser().absolute()
         self.batch_size, self.val_size, self.split_seed = batch_size, val_size, split_seed
         self.num_workers, self.pin_memory, self.download = num_workers, pin_memory, download

@@ -118,17 +118,28 @@ class ImageNetDataModule(L.LightningDataModule):
         self.skip_unreadable, self.prefetch_factor = skip_unreadable, prefetch_factor
         self.datasets: dict[str, ImageFolder] = {}
 
-    def _split(self, split: str) -> ImageFolder:
-        if split in self.datasets:
-            return self.datasets[split]
+    def _class_folders(self, split: str) -> list[str]:
         folder = self.root / split
         if not folder.is_dir():
             raise UserError(f"ImageNet: no {split}/ folder under data.root={self.root}.\n{LAYOUT}")
-        classes = sorted(p.name for p in folder.iterdir() if p.is_dir())
+        return sorted(p.name for p in folder.iterdir() if p.is_dir())
+
+    def _split(self, split: str) -> ImageFolder:
+        if split in self.datasets:
+            return self.datasets[split]
+        folder, classes = self.root / split, self._class_folders(split)
+        train_folder = self.root / "train"
+        if split != "train" and train_folder.is_dir() and classes != (train := self._class_folders("train")):
+            only_here, only_train = sorted(set(classes) - set(train)), sorted(set(train) - set(classes))
+            raise UserError(
+                f"ImageNet: {folder} and {train_folder} must hold the same class folders ({len(classes)} and "
+                f"{len(train)}; only in {split}/: {', '.join(only_here[:5]) or 'none'}; only in train/: "
+                f"{', '.join(only_train[:5]) or 'none'}).\n{LAYOUT}"
+            )
         if len(classes) != self.num_classes:
             raise UserError(
-                f"ImageNet: {folder} has {len(classes)} class folders but the model has {self.num_classes} "
-                f"outputs; set data.num_classes={len(classes)} (the model follows it) or fix the folder.\n{LAYOUT}"
+                f"ImageNet: {folder} has {len(classes)} class folders but data.num_classes={self.num_classes}; set "
+                f"data.num_classes={len(classes)} (the model follows it) or fix the folder.\n{LAYOUT}"
             )
         loader = partial(load_image, size=self.resize_size, skip_unreadable=self.skip_unreadable)
         dataset = ClassFolders(str(folder), loader=loader, is_valid_file=is_image_file, allow_empty=True)
@@ -136,21 +147,20 @@ class ImageNetDataModule(L.LightningDataModule):
         empty = [c for c, n in zip(dataset.classes, counts.tolist(), strict=True) if n == 0]
         if empty:
             raise UserError(f"ImageNet: class folders without images in {folder}: {', '.join(empty[:5])}.\n{LAYOUT}")
-        if split != "train" and "train" in self.datasets and dataset.classes != self.datasets["train"].classes:
-            raise UserError(f"ImageNet: the class folders of {folder} differ from those of train/.\n{LAYOUT}")
         self.datasets[split] = dataset
         return dataset
 
     def class_names(self) -> list[str]:
         """Readable names in label order: from the class folders if present, else ILSVRC-2012's 1000 classes."""
         lemmas = imagenet_class_names()
-        folder = self.root / "val"
-        if folder.is_dir():
-            wnids = sorted(p.name for p in folder.iterdir() if p.is_dir())
-        elif self.num_classes == len(lemmas):
-            wnids = sorted(lemmas)
+        for split in ("val", "train"):
+            if (self.root / split).is_dir():
+                wnids = self._class_folders(split)
+                break
         else:
-            return [f"class {i}" for i in range(self.num_classes)]
+            if self.num_classes != len(lemmas):
+                return [f"class {i}" for i in range(self.num_classes)]
+            wnids = sorted(lemmas)
         return [f"{w} {lemmas[w].split(',')[0]}" if w in lemmas else w for w in wnids]
 
     def read_image(self, path: str) -> torch.Tensor:
