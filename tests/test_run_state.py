@@ -243,3 +243,13 @@ def test_case_5_a_second_writer_is_refused_at_once_naming_the_first(tmp_path: Pa
     finally:
         first.send_signal(signal.SIGTERM)
         assert first.wait(timeout=300) == 128 + signal.SIGTERM
+
+
+def test_cfg_job_of_a_resume_prints_the_config_the_resumed_run_will_use(tmp_path: Path, copied_run: Path) -> None:
+    before = digest(copied_run)
+    shown = run_main("alexnet-train", "--cfg", "job", f"resume={copied_run}", "trainer.max_epochs=5", cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    assert "channels:\n  - 8\n  - 16\n" in shown.stdout and "groups: 2\n" in shown.stdout, "the run's net"
+    assert "max_epochs: 5\n" in shown.stdout and f"output_dir: {copied_run}\n" in shown.stdout
+    assert f"resume: {copied_run}\n" in shown.stdout and "ckpt_path: " in shown.stdout
+    assert digest(copied_run) == before and not (tmp_path / "outputs").exists(), "printing writes nothing"

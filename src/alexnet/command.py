@@ -1,26 +1,52 @@
 """How every Hydra console script runs: Hydra composes the config from ``conf/`` and the overrides, what Hydra
-knows of the invocation is read once into plain values, and a user error ends in one line with exit status 2."""
+knows of the invocation is read once into plain values, every setting is checked against ``config_rules``, and a
+user error ends in one line with exit status 2."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import TypeVar
 
 import hydra
+from hydra import compose, initialize_config_dir
+from hydra._internal.utils import get_args_parser  # the parser hydra.main itself uses for --cfg and overrides
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from alexnet.config import CONFIG_DIR, Invocation
 from alexnet.config_rules import check_settings
 from alexnet.errors import reported_user_errors
+from alexnet.resume import continue_run
 
 T = TypeVar("T")
 
 
-def hydra_command(config_name: str) -> Callable[[Callable[[DictConfig, Invocation], T]], Callable[[], T]]:
+def show_resumed_config(config_name: str, argv: list[str]) -> bool:
+    """``--cfg job resume=<run>`` (or ``ckpt_path=last``): print the config the resumed run will use, its saved
+    config with the values typed now, instead of Hydra's print of today's defaults. False when not asked."""
+    if not any(a in ("--cfg", "-c") or a.startswith("--cfg=") for a in argv):
+        return False
+    args = get_args_parser().parse_args(argv)
+    continuing = any(o.startswith("resume=") or o == "ckpt_path=last" for o in args.overrides)
+    if args.cfg not in ("job", "all") or not continuing:
+        return False
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        full = compose(config_name, overrides=args.overrides, return_hydra_config=True)
+    folder = Path(str(full.hydra.run.dir)).absolute()
+    with open_dict(full):
+        full.paths.output_dir = str(folder)
+        del full["hydra"]
+    keys = [o.split("=", 1)[0] for o in args.overrides]
+    print(OmegaConf.to_yaml(continue_run(full, keys)), end="")
+    return True
+
+
+def hydra_command(config_name: str) -> Callable[[Callable[[DictConfig, Invocation], T]], Callable[[], T | None]]:
     """Turn ``task(cfg, invocation)`` into the console script of ``conf/<config_name>.yaml``."""
 
-    def decorate(task: Callable[[DictConfig, Invocation], T]) -> Callable[[], T]:
+    def decorate(task: Callable[[DictConfig, Invocation], T]) -> Callable[[], T | None]:
         @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name=config_name)
         def main(cfg: DictConfig) -> T:
             invocation = Invocation.from_hydra(HydraConfig.get())  # the one read of Hydra's global state
@@ -28,7 +54,13 @@ def hydra_command(config_name: str) -> Callable[[Callable[[DictConfig, Invocatio
                 check_settings(cfg)  # every setting's value, before anything is built or written
                 return task(cfg, invocation)
 
-        main.__doc__ = task.__doc__
-        return main
+        def command() -> T | None:
+            with reported_user_errors():
+                if show_resumed_config(config_name, sys.argv[1:]):
+                    return None
+            return main()
+
+        command.__doc__ = task.__doc__
+        return command
 
     return decorate
