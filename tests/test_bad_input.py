@@ -161,6 +161,7 @@ CASES = [
     ("alexnet-train", ["ckpt_path=last"], 2, "ckpt_path=last: no run to continue under"),
     ("alexnet-train", ["resume={empty_dir}"], 2, "no run to continue"),
     ("alexnet-train", ["resume={missing}"], 2, "no run to continue"),
+    ("alexnet-train", ["--cfg", "job", "resume={missing}"], 2, "no run to continue"),
     ("alexnet-train", ["resume={bad_config}"], 2, "config_resolved.yaml cannot be read (UnicodeDecodeError"),
     (
         "alexnet-train",
@@ -224,7 +225,7 @@ def case_id(case: tuple) -> str:
 def test_bad_input_gives_one_clear_message(
     tmp_path: Path, files: dict[str, Path], command: str, args: list[str], status: int, message: str
 ) -> None:
-    flags = [a for a in args if a.startswith("-") and not a.startswith("~")]  # Hydra's flags (-m) come first
+    flags = [a for a in args if a.startswith("-") or a in ("job", "all")]  # Hydra's flags (-m, --cfg job) first
     overrides = [a.format(**files) for a in args if a not in flags]
     # summary writes nothing; report takes a folder, not Hydra overrides
     log_dir = [] if command in ("alexnet-summary", "alexnet-report") else [f"paths.log_dir={tmp_path}"]

@@ -19,6 +19,7 @@ from alexnet.config import CONFIG_DIR, Invocation
 from alexnet.config_rules import check_settings
 from alexnet.errors import reported_user_errors
 from alexnet.resume import continue_run
+from alexnet.run_folder import check_run_folder
 
 T = TypeVar("T")
 
@@ -38,6 +39,7 @@ def show_resumed_config(config_name: str, argv: list[str]) -> bool:
     with open_dict(full):
         full.paths.output_dir = str(folder)
         del full["hydra"]
+    check_run_folder(folder, full.get("resume"), full.get("ckpt_path"))
     keys = [o.split("=", 1)[0] for o in args.overrides]
     print(OmegaConf.to_yaml(continue_run(full, keys)), end="")
     return True
