@@ -182,7 +182,8 @@ def test_checkpoint_carries_the_mean_image_to_evaluation(tmp_path: Path) -> None
     for cached in (moved / "FashionMNIST").glob("mean_image_*"):
         cached.unlink()
     eval_cfg = compose_config("eval", [f"ckpt_path={checkpoint}", f"data.root={moved}", "trainer.accelerator=cpu"])
-    net, datamodule, _ = build_net_and_data(eval_cfg, ["data.root"])
+    scored = build_net_and_data(eval_cfg, ["data.root"])
+    net, datamodule = scored.net, scored.datamodule
     assert torch.equal(datamodule.normalization.mean_image, trained_with)
     datamodule.setup("test")
     images, _ = next(iter(datamodule.test_dataloader()))

@@ -20,6 +20,7 @@ from alexnet import run as run_module
 from alexnet.config import Invocation
 from alexnet.errors import UserError
 from alexnet.run import train
+from alexnet.run_folder import LOCK_FILE
 from conftest import BIN, column, read_metrics, run_main, train_config
 
 # Four training and two validation batches an epoch, on a tiny net: each run takes seconds.
@@ -43,9 +44,10 @@ def step_of(path: Path) -> int:
 
 
 def digest(folder: Path) -> dict[str, str]:
-    """Every file under ``folder``, by relative path, with the SHA-256 of its bytes."""
+    """Every file under ``folder`` but its lock file (which names whoever last tried to write the run), by relative
+    path, with the SHA-256 of its bytes."""
     return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.rglob("*")
-            if p.is_file()}  # fmt: skip
+            if p.is_file() and p.name != LOCK_FILE}  # fmt: skip
 
 
 def epochs_logged(rows: list[dict[str, str]], metric: str) -> list[int]:

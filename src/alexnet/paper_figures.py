@@ -306,7 +306,8 @@ def checkpoint_figures(cfg: DictConfig, data_keys: list[str] = ()) -> dict[str, 
     ``cfg.paths.output_dir`` (``<run>/figures/``)."""
     check_figure_settings(cfg)
     device = device_of(str(cfg.device))
-    net, datamodule, _ = build_net_and_data(cfg, data_keys)
+    scored = build_net_and_data(cfg, list(data_keys))  # refuses data whose classes differ from the checkpoint's
+    net, datamodule = scored.net, scored.datamodule
     datamodule.prepare_data()
     datamodule.setup("fit")
     workers = cfg.num_workers if cfg.get("num_workers") is not None else getattr(datamodule, "num_workers", 0)
