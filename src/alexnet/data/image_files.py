@@ -1,4 +1,6 @@
-"""Image files as a person sees them, and class folders whose every image counts once, under its own class.
+"""Image files as a person sees them, and class folders whose every image counts once, under its own class;
+the paper's 256x256 patch of one file (``read_patch``, ``load_image``), for the ImageFolder loader,
+``alexnet-prepare`` and ``alexnet-predict`` alike.
 
 PIL opens many modes, and ``Image.convert("RGB")`` alone turns several of them into another picture: 16-bit grey
 clips to white, transparent pixels show whatever colour they hide, and a photo stored sideways with an EXIF
@@ -14,14 +16,20 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image, ImageOps
 from torchvision.datasets import ImageFolder
+from torchvision.transforms import v2
+
+from alexnet.errors import UserError
 
 log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp", ".gif")
 SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
 BACKGROUND = (255, 255, 255)  # transparent pixels are shown on white, as on a web page or a printed sheet
+# What decoding a file can raise: not an image, truncated, corrupt, absurdly large, pixels without a brightness scale.
+UNREADABLE = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
 
 
 class UnseeableImage(ValueError):
@@ -118,3 +126,28 @@ class ClassFolders(ImageFolder):
                 left_out,
             )
         return samples
+
+
+def read_patch(path: str, size: int) -> torch.Tensor:
+    """uint8 (3, size, size): the picture ``as_seen``, shorter side rescaled to ``size`` (antialiased), centre crop.
+
+    Raises one of ``UNREADABLE`` when the file cannot be decoded.
+    """
+    with Image.open(path) as image:
+        image.draft("RGB", (size, size))  # lets JPEG decode at a reduced scale when the image is large
+        rgb = as_seen(image)
+    tensor = v2.functional.pil_to_tensor(rgb)
+    tensor = v2.functional.resize(tensor, size, antialias=True)
+    return v2.functional.center_crop(tensor, [size, size])
+
+
+def load_image(path: str, size: int, skip_unreadable: bool) -> torch.Tensor | None:
+    """``read_patch``, or None (with a warning naming the file) for a file that cannot be decoded."""
+    try:
+        return read_patch(path, size)
+    except UNREADABLE as error:
+        if not skip_unreadable:
+            message = f"Unreadable image {path} ({error}); remove it or set data.skip_unreadable=true."
+            raise UserError(message) from error
+        log.warning("Skipping unreadable image %s (%s)", path, error)
+        return None
