@@ -197,3 +197,42 @@ def assert_visible(path: Path) -> None:
     """Neither blank nor black: some pixel at least half-bright, and a spread of values."""
     brightest, spread = picture_stats(path)
     assert brightest >= 128 and spread >= 10, f"{path}: max {brightest}, std {spread:.1f} on 0-255"
+
+
+def truncate(path: Path) -> Path:
+    """Cut an image file in half, as an interrupted copy leaves it."""
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+def make_quirky_imagenet(root: Path, per_class: dict[str, int] | None = None) -> Path:
+    """``make_imagenet`` (RGB, grey, CMYK, PNG named .JPEG) plus one truncated file in each split."""
+    make_imagenet(root, per_class)
+    for split in ("train", "val"):
+        truncate(root / split / WNIDS[0] / f"{WNIDS[0]}_0.JPEG")
+    return root
+
+
+def make_prepared(root: Path, source: Path, **settings: object) -> Path:
+    """``alexnet-prepare``'s output for ``source``, written in this process with one worker."""
+    from alexnet.data.imagenet_prepare import PatchSettings, prepare
+
+    prepare(str(source), str(root), PatchSettings(**settings), num_workers=1)
+    return root
+
+
+@pytest.fixture(scope="session")
+def quirky_imagenet(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """4 training and 3 validation files per class (one truncated in class 0 of each split)."""
+    return make_quirky_imagenet(tmp_path_factory.mktemp("quirky_imagenet"), {"train": 4, "val": 3})
+
+
+@pytest.fixture(scope="session")
+def prepared_jpeg(tmp_path_factory: pytest.TempPathFactory, quirky_imagenet: Path) -> Path:
+    return make_prepared(tmp_path_factory.mktemp("prepared") / "jpeg", quirky_imagenet)
+
+
+@pytest.fixture(scope="session")
+def prepared_raw(tmp_path_factory: pytest.TempPathFactory, quirky_imagenet: Path) -> Path:
+    return make_prepared(tmp_path_factory.mktemp("prepared") / "raw", quirky_imagenet, format="raw")

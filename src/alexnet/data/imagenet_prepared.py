@@ -1,0 +1,201 @@
+"""ImageNet as ``alexnet-prepare`` wrote it: 256x256 patches in litdata chunks, streamed from a folder or a bucket.
+
+The slow part of ``data=imagenet`` (decoding a full-size JPEG and rescaling it, every epoch) was done once; the
+loader only decodes a 256x256 JPEG patch (``data.decode=cpu``, in the workers), hands its bytes to the training
+GPU to decode a whole batch at once (``device``: torchvision's batched nvjpeg), or reads raw uint8 patches. The
+same on-device crops, flips, PCA lighting, normalisation and 10-crop test as ``data=imagenet`` follow
+(``ImageNetInput``).
+
+litdata's ``StreamingDataset`` shards the chunks over DDP ranks and loader workers (each rank reads its own part;
+several nodes stream one copy in a bucket, each caching what it reads), and its ``StreamingDataLoader`` keeps its
+position: Lightning stores the loader's ``state_dict()`` in every checkpoint, so a run killed mid-epoch resumes
+with the same samples in the same order.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+from litdata import StreamingDataLoader, StreamingDataset
+from torch.utils.data import default_collate
+from torchvision.io import ImageReadMode, decode_jpeg
+
+from alexnet.data.batch_size import per_device_batch_size
+from alexnet.data.imagenet_input import ImageNetInput
+from alexnet.data.imagenet_prepare import MANIFEST, SPLITS, read_manifest
+from alexnet.data.storage import check_location, is_remote, join
+from alexnet.errors import UserError
+
+log = logging.getLogger(__name__)
+DECODE_CHOICES = ("cpu", "device", "auto")
+
+
+class DecodedSample:
+    """A stored sample -> (uint8 image (3, S, S), label): the JPEG decoded in the loader worker, or the raw patch."""
+
+    def __call__(self, sample: dict[str, Any]) -> tuple[torch.Tensor, int]:
+        image = sample["image"]
+        if isinstance(image, torch.Tensor):  # format=raw
+            return image, sample["label"]
+        data = torch.frombuffer(bytearray(image), dtype=torch.uint8)
+        return decode_jpeg(data, mode=ImageReadMode.RGB), sample["label"]
+
+
+class EncodedSample:
+    """A stored sample -> (JPEG bytes as a 1-D uint8 tensor, label): decoded later, a whole batch on the device."""
+
+    def __call__(self, sample: dict[str, Any]) -> tuple[torch.Tensor, int]:
+        return torch.frombuffer(bytearray(sample["image"]), dtype=torch.uint8), sample["label"]
+
+
+def collate_encoded(batch: list[tuple[torch.Tensor, int]]) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """JPEGs differ in length: keep them a list; the labels become one tensor."""
+    return [image for image, _ in batch], torch.tensor([label for _, label in batch])
+
+
+def decode_batch(images: list[torch.Tensor], device: torch.device) -> torch.Tensor:
+    """A list of JPEG byte tensors (on the CPU) -> uint8 (N, 3, S, S) on ``device``.
+
+    One call decodes the whole batch: on a GPU torchvision hands it to nvjpeg's batched decoder; on a CPU it is
+    the same decoder the loader workers use.
+    """
+    decoded = decode_jpeg(images, mode=ImageReadMode.RGB, device=device)
+    return torch.stack(decoded)
+
+
+class PreparedImageNetDataModule(ImageNetInput):
+    """ILSVRC-2012 from ``alexnet-prepare``'s output, with the paper's augmentation on the device.
+
+    Args:
+        root: the prepared set: a folder or an ``s3://`` (``gs://``, ``r2://``) URL holding ``manifest.json``.
+        cache_dir: where chunks of a remote ``root`` are cached locally (null: litdata's default,
+            ``~/.lightning/chunks``); each split gets a subfolder.
+        num_classes: must equal the manifest's class count (the model's width follows it).
+        decode: ``cpu`` (loader workers decode each JPEG patch), ``device`` (workers only read bytes; the batch
+            is decoded on the training device in one call, nvjpeg on a GPU) or ``auto`` (``device`` on CUDA).
+            Raw patches need no decoding.
+        seed: shuffle seed of the training order (null: the run's seed); litdata reshuffles every epoch.
+        Others: as ``ImageNetDataModule``.
+    """
+
+    def __init__(
+        self,
+        root: str,
+        cache_dir: str | None = None,
+        num_classes: int = 1000,
+        input_size: int = 224,
+        channels: int = 3,
+        batch_size: int = 128,
+        num_workers: int = 8,
+        pin_memory: bool = True,
+        prefetch_factor: int = 4,
+        decode: str = "auto",
+        test_crops: int = 10,
+        flip: bool = True,
+        lighting_std: float = 0.1,
+        mean: tuple[float, ...] = (0.485, 0.456, 0.406),
+        std: tuple[float, ...] = (0.229, 0.224, 0.225),
+        seed: int | None = None,
+    ) -> None:
+        if decode not in DECODE_CHOICES:
+            raise UserError(f"data.decode={decode!r}: choose cpu, device (batched on the GPU) or auto.")
+        self.root = check_location(root, "data.root")
+        manifest = read_manifest(self.root)
+        if manifest is None:
+            raise UserError(
+                f"data.root={self.root} holds no finished prepared set (no {MANIFEST}). Write one with "
+                f"alexnet-prepare source=<ImageFolder copy> output={self.root} (an interrupted run continues)."
+            )
+        self.manifest = manifest
+        classes = manifest["classes"]
+        if len(classes) != num_classes:
+            raise UserError(
+                f"The prepared set in {self.root} has {len(classes)} classes but the model has {num_classes} "
+                f"outputs; set data.num_classes={len(classes)} (the model follows it)."
+            )
+        super().__init__(
+            num_classes, input_size, channels, manifest["resize_size"], test_crops, flip, lighting_std, mean, std
+        )
+        self.cache_dir = cache_dir
+        self.batch_size, self.num_workers, self.pin_memory = batch_size, num_workers, pin_memory
+        self.prefetch_factor, self.decode, self.seed = prefetch_factor, decode, seed
+        self.datasets: dict[str, StreamingDataset] = {}
+
+    @property
+    def format(self) -> str:
+        return self.manifest["format"]
+
+    def wnids(self) -> list[str]:
+        return list(self.manifest["classes"])
+
+    def decodes_on_device(self) -> bool:
+        """Whether loaders hand out JPEG bytes for ``on_before_batch_transfer`` to decode, a batch at a time."""
+        if self.format != "jpeg" or self.decode == "cpu":
+            return False
+        if self.decode == "device":
+            return True
+        return self.trainer is not None and self.trainer.strategy.root_device.type == "cuda"
+
+    def _dataset(self, split: str, shuffle: bool) -> StreamingDataset:
+        if split not in self.manifest["splits"]:
+            prepared = ", ".join(self.manifest["splits"])
+            raise UserError(
+                f"The prepared set in {self.root} has no {split}/ split (it has {prepared}); prepare it with "
+                f"alexnet-prepare splits=[{','.join(SPLITS)}]."
+            )
+        cache_dir = join(self.cache_dir, split) if self.cache_dir and is_remote(self.root) else None
+        seed = self.seed if self.seed is not None else torch.initial_seed() % 2**31  # the run's seed
+        return StreamingDataset(
+            join(self.root, split),
+            cache_dir=cache_dir,
+            shuffle=shuffle,
+            # Training: every rank gets as many full batches (DDP steps in lockstep). Evaluation: nothing dropped
+            # and nothing repeated, the rest going to the last rank, so every image counts exactly once.
+            drop_last=shuffle,
+            seed=seed,
+            item_shuffle_window=0,  # a full permutation inside each chunk, not blocks of 256 kept together
+            transform=EncodedSample() if self.decodes_on_device() else DecodedSample(),
+        )
+
+    def setup(self, stage: str | None = None) -> None:
+        # Built here, after DDP has started: litdata reads the world size and rank when a dataset is made.
+        if stage in ("fit", None):
+            self.datasets["train"] = self._dataset("train", shuffle=True)
+        self.datasets["val"] = self._dataset("val", shuffle=False)
+
+    def _loader(self, split: str) -> StreamingDataLoader:
+        shuffle = split == "train"
+        return StreamingDataLoader(
+            self.datasets[split],
+            batch_size=per_device_batch_size(self.batch_size, self.trainer),
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            # Fresh workers each epoch: persistent ones would keep the first epoch's shuffle.
+            persistent_workers=False,
+            prefetch_factor=self.prefetch_factor if self.num_workers > 0 else None,
+            collate_fn=collate_encoded if self.decodes_on_device() else default_collate,
+            shuffle=shuffle,
+            drop_last=shuffle,
+        )
+
+    def train_dataloader(self) -> StreamingDataLoader:
+        return self._loader("train")
+
+    def val_dataloader(self) -> StreamingDataLoader:
+        return self._loader("val")
+
+    def test_dataloader(self) -> StreamingDataLoader:
+        # ILSVRC-2012's test labels are not public: the paper reports the validation set.
+        return self._loader("val")
+
+    def predict_dataloader(self) -> StreamingDataLoader:
+        return self._loader("val")
+
+    def on_before_batch_transfer(self, batch: tuple, dataloader_idx: int) -> tuple:
+        images, labels = batch
+        if isinstance(images, list):  # JPEG bytes: decode the batch where it will be used
+            device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+            images = decode_batch(images, device)
+        return images, labels

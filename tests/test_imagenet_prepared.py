@@ -1,0 +1,185 @@
+"""alexnet-prepare and data=imagenet_prepared: patches equal to data=imagenet's, a manifest, reruns that finish
+what an interrupted run left, decoding on the device, exact mid-epoch resume, DDP counts and S3 streaming."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from litdata import StreamingDataset
+from torchvision.io import decode_jpeg
+
+from alexnet.data.imagenet import ImageNetDataModule
+from alexnet.data.imagenet_prepare import PatchSettings, prepare
+from alexnet.data.imagenet_prepared import PreparedImageNetDataModule
+from alexnet.errors import UserError
+from alexnet.train import build
+from conftest import WNIDS, make_prepared, make_quirky_imagenet, train_config
+
+TRUNCATED = [f"{split}/{WNIDS[0]}/{WNIDS[0]}_0.JPEG" for split in ("train", "val")]
+
+
+def stored_samples(root: Path, split: str) -> dict[str, dict]:
+    """Every sample of a prepared split, by source file, with its image copied out of the chunk."""
+    samples = {}
+    for sample in StreamingDataset(str(root / split)):
+        image = sample["image"]
+        sample["image"] = image.clone() if isinstance(image, torch.Tensor) else bytes(image)
+        samples[sample["file"]] = sample
+    return samples
+
+
+def prepared_module(root: Path, **settings: object) -> PreparedImageNetDataModule:
+    options = {"num_classes": 3, "batch_size": 4, "num_workers": 0, "pin_memory": False, **settings}
+    return PreparedImageNetDataModule(root=str(root), **options)
+
+
+def test_patches_equal_those_of_data_imagenet(quirky_imagenet: Path, prepared_jpeg: Path, prepared_raw: Path) -> None:
+    folder = ImageNetDataModule(root=str(quirky_imagenet), num_classes=3, num_workers=0, pin_memory=False)
+    for split in ("train", "val"):
+        files = sorted(p.relative_to(quirky_imagenet).as_posix() for p in (quirky_imagenet / split).rglob("*.JPEG"))
+        readable = [f for f in files if f not in TRUNCATED]
+        raw, jpeg = stored_samples(prepared_raw, split), stored_samples(prepared_jpeg, split)
+        assert sorted(raw) == sorted(jpeg) == readable  # CMYK, grey and PNG-named-.JPEG files included
+        for file in readable:
+            expected = folder.read_image(str(quirky_imagenet / file))  # data=imagenet's 256x256 patch
+            wnid = file.split("/")[1]
+            for sample in (raw[file], jpeg[file]):
+                assert (sample["wnid"], sample["label"]) == (wnid, WNIDS.index(wnid))
+            assert torch.equal(raw[file]["image"], expected), file
+            decoded = decode_jpeg(torch.frombuffer(bytearray(jpeg[file]["image"]), dtype=torch.uint8))
+            assert decoded.shape == expected.shape == (3, 256, 256)
+            assert (decoded.float() - expected.float()).abs().mean() <= 2.0, file  # JPEG q90's error
+
+
+def test_manifest_holds_classes_counts_settings_and_skipped_files(prepared_jpeg: Path, prepared_raw: Path) -> None:
+    manifest = json.loads((prepared_jpeg / "manifest.json").read_text())
+    assert manifest["classes"] == list(WNIDS)
+    assert (manifest["format"], manifest["jpeg_quality"], manifest["resize_size"]) == ("jpeg", 90, 256)
+    train, val = manifest["splits"]["train"], manifest["splits"]["val"]
+    assert (train["images"], train["per_class"], train["source_files"]) == (11, [3, 4, 4], 12)
+    assert (val["images"], val["per_class"], val["source_files"]) == (8, [2, 3, 3], 9)
+    assert [s["file"] for s in manifest["skipped"]] == TRUNCATED
+    assert all("truncated" in s["reason"] for s in manifest["skipped"])
+    report = (prepared_jpeg / "skipped.txt").read_text().splitlines()
+    assert [line.split("\t")[0] for line in report] == TRUNCATED
+    raw = json.loads((prepared_raw / "manifest.json").read_text())
+    assert raw["source_fingerprint"] == manifest["source_fingerprint"] and len(manifest["source_fingerprint"]) == 64
+    assert (raw["format"], raw["jpeg_quality"]) == ("raw", None)
+    # raw: a 12-byte tensor header, then 3 x 256 x 256 bytes, per image (plus the names); JPEG patches are far smaller
+    assert raw["splits"]["val"]["bytes"] > 8 * 196_608 > 5 * manifest["splits"]["val"]["bytes"]
+
+
+def test_preparing_a_finished_output_again_does_nothing(
+    prepared_jpeg: Path, quirky_imagenet: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    before = {p: p.stat().st_mtime_ns for p in prepared_jpeg.rglob("*")}
+    with caplog.at_level(logging.INFO):
+        manifest = prepare(str(quirky_imagenet), str(prepared_jpeg), PatchSettings(), num_workers=1)
+    assert f"{prepared_jpeg} is already prepared (11 train, 8 val images); nothing to do." in caplog.text
+    assert manifest == json.loads((prepared_jpeg / "manifest.json").read_text())
+    assert {p: p.stat().st_mtime_ns for p in prepared_jpeg.rglob("*")} == before
+    with pytest.raises(UserError, match=r"holds a finished set prepared differently \(format, jpeg_quality\)"):
+        prepare(str(quirky_imagenet), str(prepared_jpeg), PatchSettings(format="raw"), num_workers=1)
+
+
+def test_an_interrupted_prepare_keeps_finished_splits_and_writes_the_rest_again(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    source = make_quirky_imagenet(tmp_path / "source", {"train": 2, "val": 2})
+    out = make_prepared(tmp_path / "out", source)
+    finished = json.loads((out / "manifest.json").read_text())
+    train_files = {p: p.stat().st_mtime_ns for p in (out / "train").iterdir()}
+    # Killed while writing val/: no manifest, no val.json, a half-written chunk and no index.
+    (out / "manifest.json").unlink()
+    (out / "val.json").unlink()
+    (out / "val" / "index.json").unlink()
+    chunk = next((out / "val").glob("chunk-*.bin"))
+    chunk.write_bytes(chunk.read_bytes()[:100])
+    with pytest.raises(UserError, match="no finished prepared set"):
+        prepared_module(out)
+    with caplog.at_level(logging.INFO):
+        again = make_prepared(out, source)
+    assert "train/ was completed by an earlier run: kept" in caplog.text
+    assert "val/ is from an unfinished or different run: writing it again from scratch" in caplog.text
+    assert json.loads((again / "manifest.json").read_text()) == finished
+    assert {p: p.stat().st_mtime_ns for p in (out / "train").iterdir()} == train_files
+    assert len(stored_samples(out, "val")) == finished["splits"]["val"]["images"] == 5
+
+    (source / "val" / WNIDS[1] / "extra.JPEG").write_bytes(
+        (source / "val" / WNIDS[1] / f"{WNIDS[1]}_0.JPEG").read_bytes()
+    )
+    with pytest.raises(UserError, match=r"prepared differently \(source files \(names or sizes\)\)"):
+        make_prepared(out, source)
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "notes.txt").write_text("not a prepared set")
+    with pytest.raises(UserError, match=r"holds files alexnet-prepare did not write \(notes.txt\)"):
+        make_prepared(tmp_path / "busy", source)
+
+
+def test_decoding_on_the_device_gives_the_batches_workers_decode(prepared_jpeg: Path) -> None:
+    cpu, device = prepared_module(prepared_jpeg, decode="cpu"), prepared_module(prepared_jpeg, decode="device")
+    assert not cpu.decodes_on_device() and device.decodes_on_device()
+    for module in (cpu, device):
+        module.setup("fit")
+    for split in ("train", "val"):
+        torch.manual_seed(0)
+        on_cpu = [cpu.on_before_batch_transfer(b, 0) for b in cpu._loader(split)]
+        torch.manual_seed(0)
+        encoded = list(device._loader(split))
+        assert all(isinstance(images, list) and images[0].dim() == 1 for images, _ in encoded), "workers sent bytes"
+        on_device = [device.on_before_batch_transfer(b, 0) for b in encoded]  # decode_jpeg(list, device="cpu")
+        assert len(on_cpu) == len(on_device) == 2  # 11 training images: 2 full batches; 8 validation images
+        for (a, labels_a), (b, labels_b) in zip(on_cpu, on_device, strict=True):
+            assert a.dtype == b.dtype == torch.uint8 and torch.equal(a, b) and torch.equal(labels_a, labels_b)
+    assert not prepared_module(prepared_jpeg, decode="auto").decodes_on_device()  # no trainer on CUDA here
+
+
+def test_both_imagenet_modules_share_one_input_pipeline(quirky_imagenet: Path, prepared_jpeg: Path) -> None:
+    folder = ImageNetDataModule(root=str(quirky_imagenet), num_classes=3, input_size=227, lighting_std=0.1)
+    prepared = prepared_module(prepared_jpeg, input_size=227, lighting_std=0.1)
+    images = torch.randint(0, 256, (4, 3, 256, 256), dtype=torch.uint8)
+    for stage in ("train", "val", "test"):
+        torch.manual_seed(3)
+        a = folder.model_input(images, stage)
+        torch.manual_seed(3)
+        assert torch.equal(a, prepared.model_input(images, stage)), stage
+    assert prepared.class_names() == folder.class_names() == ["n01440764 tench", "n01443537 goldfish",
+                                                             "n01484850 great white shark"]  # fmt: skip
+    path = str(quirky_imagenet / "val" / WNIDS[1] / f"{WNIDS[1]}_2.JPEG")  # a CMYK file
+    assert torch.equal(prepared.read_image(path), folder.read_image(path))
+
+
+def test_wrong_settings_are_one_clear_error(tmp_path: Path, prepared_jpeg: Path) -> None:
+    with pytest.raises(UserError, match=r"holds no finished prepared set \(no manifest.json\)\. Write one with"):
+        prepared_module(tmp_path)
+    with pytest.raises(UserError, match="has 3 classes but the model has 1000 outputs; set data.num_classes=3"):
+        prepared_module(prepared_jpeg, num_classes=1000)
+    with pytest.raises(UserError, match="data.decode='gpu': choose cpu, device"):
+        prepared_module(prepared_jpeg, decode="gpu")
+    with pytest.raises(UserError, match="model.input_size=300 is larger than"):
+        prepared_module(prepared_jpeg, input_size=300)
+    with pytest.raises(UserError, match="format='png'"):
+        PatchSettings(format="png")
+    with pytest.raises(UserError, match="overlaps source"):
+        prepare(str(tmp_path), str(tmp_path / "out"), PatchSettings())
+
+
+def test_paper_recipe_trains_on_prepared_patches(tmp_path: Path, prepared_jpeg: Path) -> None:
+    cfg = train_config(
+        tmp_path,
+        prepared_jpeg,
+        ["experiment=paper_imagenet", "data=imagenet_prepared", "debug=fdr", "data.num_classes=3",
+         "data.batch_size=2", "data.num_workers=0", "data.pin_memory=false", "++callbacks.checkpoint=null",
+         "++callbacks.best_checkpoint=null"],
+        fashion=False,
+    )  # fmt: skip
+    assert (cfg.model.input_size, cfg.model.groups, cfg.model.lrn, cfg.trainer.max_epochs) == (227, 2, True, 90)
+    run = build(cfg)
+    assert isinstance(run.datamodule, PreparedImageNetDataModule)
+    run.trainer.fit(run.module, datamodule=run.datamodule)
+    assert math.isfinite(float(run.trainer.callback_metrics["val/loss"]))
