@@ -89,12 +89,17 @@ def column(rows: list[dict[str, str]], name: str) -> list[float]:
     return [float(r[name]) for r in rows if r.get(name)]
 
 
+def run_env() -> dict[str, str]:
+    """The environment of a command run as a user would, offline."""
+    env = {**os.environ, "WANDB_MODE": "offline", "PYTHONUNBUFFERED": "1"}
+    env.pop("HYDRA_FULL_ERROR", None)
+    return env
+
+
 def run_cli(command: str, *args: str, cwd: Path, timeout: float = 180) -> subprocess.CompletedProcess:
     """Run an installed console script (``alexnet-train`` ...) as a user would, offline."""
-    env = {**os.environ, "WANDB_MODE": "offline", "HYDRA_FULL_ERROR": "0", "PYTHONUNBUFFERED": "1"}
-    env.pop("HYDRA_FULL_ERROR")
     return subprocess.run(
-        [str(BIN / command), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+        [str(BIN / command), *args], cwd=cwd, env=run_env(), capture_output=True, text=True, timeout=timeout
     )
 
 

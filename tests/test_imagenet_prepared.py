@@ -3,22 +3,43 @@ what an interrupted run left, decoding on the device, exact mid-epoch resume, DD
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import math
+import signal
+import subprocess
+import time
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
 from litdata import StreamingDataset
 from torchvision.io import decode_jpeg
 
+from alexnet.checkpoints import net_from_checkpoint, read_checkpoint
 from alexnet.data.imagenet import ImageNetDataModule
 from alexnet.data.imagenet_prepare import PatchSettings, prepare
 from alexnet.data.imagenet_prepared import PreparedImageNetDataModule
 from alexnet.errors import UserError
-from alexnet.train import build
-from conftest import WNIDS, make_prepared, make_quirky_imagenet, train_config
+from alexnet.evaluate import evaluate
+from alexnet.lit_alexnet import LitAlexNet
+from alexnet.predict import predict
+from alexnet.train import build, train
+from conftest import (
+    BIN,
+    WNIDS,
+    compose_config,
+    make_prepared,
+    make_quirky_imagenet,
+    run_cli,
+    run_env,
+    train_config,
+)
+
+TINY_NET = ["model.input_size=67", "model.channels=[8,16,16,16,16]", "model.hidden_size=32"]
+TINY = [*TINY_NET, "data.num_workers=0", "data.pin_memory=false"]
 
 TRUNCATED = [f"{split}/{WNIDS[0]}/{WNIDS[0]}_0.JPEG" for split in ("train", "val")]
 
@@ -183,3 +204,126 @@ def test_paper_recipe_trains_on_prepared_patches(tmp_path: Path, prepared_jpeg: 
     assert isinstance(run.datamodule, PreparedImageNetDataModule)
     run.trainer.fit(run.module, datamodule=run.datamodule)
     assert math.isfinite(float(run.trainer.callback_metrics["val/loss"]))
+
+
+def test_each_rank_reads_its_own_shard_and_validation_counts_every_image_once(
+    prepared_jpeg: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # litdata reads the rank from WORLD_SIZE / GLOBAL_RANK when no process group is running.
+    seen: dict[str, list[list[int]]] = {"train": [], "val": []}
+    for rank in (0, 1):
+        monkeypatch.setenv("WORLD_SIZE", "2")
+        monkeypatch.setenv("GLOBAL_RANK", str(rank))
+        module = prepared_module(prepared_jpeg, batch_size=2, decode="device")  # bytes: cheap to collect
+        module.setup("fit")
+        for split in ("train", "val"):
+            files = [hash(bytes(image.numpy())) for images, _ in module._loader(split) for image in images]
+            seen[split].append(files)
+    train, val = seen["train"], seen["val"]
+    assert len(train[0]) == len(train[1]) == 4 and not set(train[0]) & set(train[1])  # 11 images: 2 batches each
+    assert sorted(val[0] + val[1]) == sorted(set(val[0] + val[1])) and len(val[0] + val[1]) == 8  # all, once each
+
+
+@pytest.fixture(scope="module")
+def streaming_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """23 training and 23 validation images (8 files a class, one truncated in class 0), prepared as JPEG."""
+    root = tmp_path_factory.mktemp("streaming")
+    return make_prepared(root / "prepared", make_quirky_imagenet(root / "source", {"train": 8, "val": 8}))
+
+
+def last_logged(metrics_csv: Path, column: str) -> float:
+    values = [row[column] for row in csv.DictReader(metrics_csv.open()) if row.get(column)]
+    return float(values[-1])
+
+
+@pytest.mark.slow
+def test_prepare_then_train_eval_and_predict(tmp_path: Path, quirky_imagenet: Path) -> None:
+    prepared = tmp_path / "prepared"
+    result = run_cli("alexnet-prepare", f"source={quirky_imagenet}", f"output={prepared}", "format=raw",
+                     f"paths.log_dir={tmp_path}", cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (prepared / "skipped.txt").read_text().count(".JPEG\t") == 2
+    train(train_config(tmp_path, prepared, ["data=imagenet_prepared", *TINY, "data.num_classes=3",
+                                            "trainer.max_epochs=2", "test=false"], fashion=False))  # fmt: skip
+    checkpoint = tmp_path / "run" / "checkpoints" / "last.ckpt"
+
+    scored = evaluate(compose_config("eval", [f"paths.output_dir={tmp_path / 'eval'}", f"ckpt_path={checkpoint}",
+                                              "data.test_crops=10", "trainer.accelerator=cpu"]))  # fmt: skip
+    assert scored["crops"] == 10 and scored["top5_error"] == 0.0  # 3 classes: the top 5 always hold the truth
+    # Raw patches are data=imagenet's exactly: the same checkpoint scores the same on the ImageFolder copy.
+    folder = ImageNetDataModule(
+        root=str(quirky_imagenet),
+        num_classes=3,
+        input_size=67,
+        channels=1,
+        batch_size=4,
+        num_workers=0,
+        pin_memory=False,
+    )  # fmt: skip (the default d2l net reads grey)
+    module = LitAlexNet(net=net_from_checkpoint(read_checkpoint(checkpoint)), optimizer=torch.optim.SGD)
+    trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
+    (direct,) = trainer.test(module, datamodule=folder, verbose=False)
+    assert scored["top1_error"] == pytest.approx(1 - direct["test/acc_top1"], abs=1e-7)
+    assert scored["loss"] == pytest.approx(direct["test/loss"], rel=1e-5)
+
+    images = quirky_imagenet / "val" / WNIDS[1]
+    results = predict(compose_config("predict", [f"ckpt_path={checkpoint}", f"images=[{images}]"]))
+    assert len(results) == 3
+    for _, top in results:  # names from the prepared set's manifest
+        assert sorted(name for name, _ in top) == ["n01440764 tench", "n01443537 goldfish",
+                                                   "n01484850 great white shark"]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_killed_mid_epoch_run_resumes_to_the_same_weights(tmp_path: Path, streaming_set: Path) -> None:
+    n = 16  # 5 batches of 4 an epoch: the run crosses epoch boundaries and validations after the kill
+    args = ["data=imagenet_prepared", f"data.root={streaming_set}", "data.num_classes=3", *TINY_NET,
+            "data.batch_size=4", "data.num_workers=1", "data.pin_memory=false", "test=false", "trainer=cpu",
+            "++callbacks.progress_bar=null", "trainer.deterministic=true", f"trainer.max_steps={n}",
+            "trainer.limit_val_batches=2", "callbacks.checkpoint.every_n_train_steps=2"]  # fmt: skip
+    straight = tmp_path / "straight"  # in this process: the same config, one command start saved
+    train(train_config(straight, streaming_set, [args[0], *args[2:]], fashion=False))
+    killed = tmp_path / "killed"
+    log = (tmp_path / "killed.log").open("w")
+    process = subprocess.Popen([str(BIN / "alexnet-train"), *args, f"hydra.run.dir={killed}"], cwd=tmp_path,
+                               env=run_env(), stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+    last = killed / "checkpoints" / "last.ckpt"
+    deadline = time.monotonic() + 120
+    while not last.exists():
+        assert process.poll() is None and time.monotonic() < deadline, "the run ended before its first checkpoint"
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)  # nothing is saved on the way out
+    process.wait(timeout=30)
+    stopped_at = torch.load(last, map_location="cpu", weights_only=True)["global_step"]
+    assert stopped_at < n and stopped_at % 5 != 0, "killed mid-epoch, after a mid-epoch checkpoint (steps 2, 4, 6...)"
+    loader_state = torch.load(last, map_location="cpu", weights_only=False)["loops"]["fit_loop"]["state_dict"]
+    assert loader_state["combined_loader"][0]["num_samples_yielded"] == 4 * (stopped_at % 5)
+
+    result = run_cli("alexnet-train", f"resume={killed}", cwd=tmp_path, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    a = torch.load(straight / "run" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    b = torch.load(last, map_location="cpu", weights_only=True)
+    assert a["global_step"] == b["global_step"] == n
+    assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"]), "bit-identical"
+
+
+@pytest.mark.slow
+def test_ddp_counts_each_prepared_validation_image_once_like_one_process(tmp_path: Path, streaming_set: Path) -> None:
+    settings = ["data=imagenet_prepared", "data.num_classes=3", *TINY, "data.batch_size=8", "trainer.max_epochs=1",
+                "trainer.limit_train_batches=2", "test=false", "trainer.log_every_n_steps=1"]  # fmt: skip
+    run_dir = tmp_path / "ddp"
+    # 23 validation images, 4 a batch on each rank: 8 on rank 0, 15 on rank 1; nothing padded or repeated.
+    result = run_cli("alexnet-train", "trainer=ddp_cpu", "trainer.devices=2", f"data.root={streaming_set}",
+                     *settings, "++callbacks.progress_bar=null", f"hydra.run.dir={run_dir}", cwd=tmp_path,
+                     timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    ddp_top1 = last_logged(run_dir / "csv" / "metrics.csv", "val/acc_top1")
+    ddp_top5 = last_logged(run_dir / "csv" / "metrics.csv", "val/acc_top5")
+
+    run = build(train_config(tmp_path / "single", streaming_set, [*settings, "logger=none", "callbacks=none"],
+                             fashion=False))  # fmt: skip
+    (single,) = run.trainer.validate(run.module, datamodule=run.datamodule,
+                                     ckpt_path=str(run_dir / "checkpoints" / "last.ckpt"), verbose=False)  # fmt: skip
+    assert single["val/acc_top1"] == pytest.approx(ddp_top1, abs=1e-6)
+    assert single["val/acc_top5"] == pytest.approx(ddp_top5, abs=1e-6)
+    assert round(ddp_top1 * 23) == pytest.approx(ddp_top1 * 23, abs=1e-4), "a whole number of the 23 images"

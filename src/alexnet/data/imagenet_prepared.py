@@ -146,7 +146,6 @@ class PreparedImageNetDataModule(ImageNetInput):
                 f"alexnet-prepare splits=[{','.join(SPLITS)}]."
             )
         cache_dir = join(self.cache_dir, split) if self.cache_dir and is_remote(self.root) else None
-        seed = self.seed if self.seed is not None else torch.initial_seed() % 2**31  # the run's seed
         return StreamingDataset(
             join(self.root, split),
             cache_dir=cache_dir,
@@ -154,10 +153,13 @@ class PreparedImageNetDataModule(ImageNetInput):
             # Training: every rank gets as many full batches (DDP steps in lockstep). Evaluation: nothing dropped
             # and nothing repeated, the rest going to the last rank, so every image counts exactly once.
             drop_last=shuffle,
-            seed=seed,
+            seed=self._seed(),
             item_shuffle_window=0,  # a full permutation inside each chunk, not blocks of 256 kept together
             transform=EncodedSample() if self.decodes_on_device() else DecodedSample(),
         )
+
+    def _seed(self) -> int:
+        return self.seed if self.seed is not None else torch.initial_seed() % 2**31  # the run's seed
 
     def setup(self, stage: str | None = None) -> None:
         # Built here, after DDP has started: litdata reads the world size and rank when a dataset is made.
@@ -178,6 +180,9 @@ class PreparedImageNetDataModule(ImageNetInput):
             collate_fn=collate_encoded if self.decodes_on_device() else default_collate,
             shuffle=shuffle,
             drop_last=shuffle,
+            # Its own generator: a DataLoader draws its workers' base seed from the global RNG each time it starts
+            # an iterator, which would shift the crops and dropout after a resume (one extra iterator).
+            generator=torch.Generator().manual_seed(self._seed()),
         )
 
     def train_dataloader(self) -> StreamingDataLoader:
