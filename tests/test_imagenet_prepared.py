@@ -4,12 +4,17 @@ what an interrupted run left, decoding on the device, exact mid-epoch resume, DD
 from __future__ import annotations
 
 import csv
+import datetime
+import ipaddress
 import json
 import logging
 import math
 import signal
+import socket
 import subprocess
+import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import lightning as L
@@ -327,3 +332,112 @@ def test_ddp_counts_each_prepared_validation_image_once_like_one_process(tmp_pat
     assert single["val/acc_top1"] == pytest.approx(ddp_top1, abs=1e-6)
     assert single["val/acc_top5"] == pytest.approx(ddp_top5, abs=1e-6)
     assert round(ddp_top1 * 23) == pytest.approx(ddp_top1 * 23, abs=1e-4), "a whole number of the 23 images"
+
+
+def write_tls_files(folder: Path) -> tuple[Path, Path, Path]:
+    """A private CA and a certificate for 127.0.0.1 it signed: (CA, certificate, key) PEM files."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)  # noqa: UP017 (3.10 has no datetime.UTC)
+    pem = serialization.Encoding.PEM
+
+    def certificate(subject: str, issuer: str, public_key, signing_key, ca: bool) -> x509.Certificate:
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+            .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+            .public_key(public_key)
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(hours=2))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+        if ca:
+            usage = x509.KeyUsage(True, False, False, False, False, True, True, False, False)  # sign certificates
+            builder = builder.add_extension(usage, critical=True)
+        else:
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False
+            ).add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        return builder.sign(signing_key, hashes.SHA256())
+
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    paths = folder / "ca.pem", folder / "cert.pem", folder / "key.pem"
+    paths[0].write_bytes(certificate("test CA", "test CA", ca_key.public_key(), ca_key, True).public_bytes(pem))
+    paths[1].write_bytes(certificate("127.0.0.1", "test CA", key.public_key(), ca_key, False).public_bytes(pem))
+    paths[2].write_bytes(key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    return paths
+
+
+@pytest.fixture
+def s3_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """moto's S3 server on a free loopback port, over TLS with a private CA, for at most the test's duration.
+
+    TLS because litdata moves chunks with obstore, which refuses plain http:// endpoints (its ``allow_http``
+    client option cannot be passed through litdata 0.2.76, and ``AWS_ALLOW_HTTP`` is overridden by the client
+    options litdata sets); the CA is trusted through ``AWS_CA_BUNDLE`` (boto3) and ``SSL_CERT_FILE`` (obstore).
+    """
+    ca, cert, key = write_tls_files(tmp_path)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log = (tmp_path / "moto.log").open("w")
+    server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port), "-c",
+                               str(cert), "-k", str(key)], stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+    endpoint = f"https://127.0.0.1:{port}"
+    settings = {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                "AWS_DEFAULT_REGION": "us-east-1", "AWS_CA_BUNDLE": str(ca), "SSL_CERT_FILE": str(ca)}  # fmt: skip
+    for name, value in settings.items():
+        monkeypatch.setenv(name, value)
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert server.poll() is None, (tmp_path / "moto.log").read_text()[-2000:]
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, "moto's server did not start within 60 s"
+                time.sleep(0.2)
+        yield endpoint
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+@pytest.mark.slow
+def test_streams_the_prepared_set_from_an_s3_compatible_server(
+    tmp_path: Path, quirky_imagenet: Path, prepared_jpeg: Path, s3_server: str
+) -> None:
+    import boto3
+
+    boto3.client("s3").create_bucket(Bucket="imagenet")
+    result = run_cli("alexnet-prepare", f"source={quirky_imagenet}", "output=s3://imagenet/prepared",
+                     "num_workers=1", f"paths.log_dir={tmp_path}", cwd=tmp_path, timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    keys = {o["Key"] for o in boto3.client("s3").list_objects_v2(Bucket="imagenet")["Contents"]}
+    assert {"prepared/manifest.json", "prepared/train/index.json", "prepared/val/index.json"} <= keys
+    manifest = boto3.client("s3").get_object(Bucket="imagenet", Key="prepared/manifest.json")["Body"].read()
+    assert json.loads(manifest) == json.loads((prepared_jpeg / "manifest.json").read_text())  # same as on disk
+
+    run_dir, cache = tmp_path / "run", tmp_path / "cache"
+    result = run_cli("alexnet-train", "data=imagenet_prepared", "data.root=s3://imagenet/prepared",
+                     f"data.cache_dir={cache}", "data.num_classes=3", *TINY, "data.batch_size=4", "trainer=cpu",
+                     "trainer.max_epochs=1", "++callbacks.progress_bar=null", f"hydra.run.dir={run_dir}",
+                     cwd=tmp_path, timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert {p.relative_to(cache).parts[0] for p in cache.rglob("chunk-*.bin")} == {"train", "val"}, "cached here"
+    streamed_top1 = last_logged(run_dir / "csv" / "metrics.csv", "test/acc_top1")
+    # The same checkpoint on the local copy of the same set scores the same: the bucket served every image.
+    local = evaluate(compose_config("eval", [f"paths.output_dir={tmp_path / 'eval'}", f"data.root={prepared_jpeg}",
+                                             f"ckpt_path={run_dir / 'checkpoints' / 'epoch_000.ckpt'}",
+                                             "trainer.accelerator=cpu"]))  # fmt: skip
+    assert 1 - local["top1_error"] == pytest.approx(streamed_top1, abs=1e-6)

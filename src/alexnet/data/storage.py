@@ -7,6 +7,7 @@ reachable for the other.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import tempfile
@@ -45,9 +46,16 @@ def join(location: str, *parts: str) -> str:
 
 
 def _provider(location: str) -> FsProvider:
+    parsed = urlparse(location)
+    return _bucket_provider(f"{parsed.scheme}://{parsed.netloc}")
+
+
+@functools.cache
+def _bucket_provider(bucket: str) -> FsProvider:
+    """One client per bucket and process: creating a boto3 client takes a good part of a second."""
     from litdata.streaming.fs_provider import _get_fs_provider
 
-    return _get_fs_provider(location, {})
+    return _get_fs_provider(bucket, {})
 
 
 def _unreachable(location: str, error: Exception) -> UserError:
