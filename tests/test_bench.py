@@ -39,3 +39,28 @@ def test_bench_reports_consistent_rates_and_ratios(tmp_path: Path) -> None:
 def test_bench_rejects_zero_steps(tmp_path: Path) -> None:
     result = run_cli("alexnet-bench", f"paths.log_dir={tmp_path}", "bench.steps=0", cwd=tmp_path)
     assert result.returncode == 2 and "error: bench.steps=0: must be a positive integer." in result.stderr
+
+
+@pytest.mark.slow
+def test_imagenet_bench_compares_the_loaders_per_worker_and_the_training_steps(tmp_path: Path) -> None:
+    report, table = bench(tmp_path, "bench=imagenet", "bench.imagenet.images=40", "bench.imagenet.classes=2",
+                          "bench.imagenet.batch_size=4", "bench.imagenet.loader_batches=3", "bench.imagenet.warmup=1",
+                          "bench.imagenet.steps=2", "bench.imagenet.prepare_workers=1", "model.input_size=67",
+                          "model.channels=[8,16,16,16,16]", "model.hidden_size=32")  # fmt: skip
+    loader, step = report["loader_images_per_sec_per_worker"], report["train_step_images_per_sec"]
+    assert loader["i_imagefolder"] > 0 and loader["ii_prepared_cpu_decode"] > 0 and loader["prepared_raw"] > 0
+    assert report["loader_ratio_ii_over_i"] == pytest.approx(loader["ii_prepared_cpu_decode"] / loader["i_imagefolder"])
+    assert report["loader_ratio_raw_over_i"] == pytest.approx(loader["prepared_raw"] / loader["i_imagefolder"])
+    assert step["i_imagefolder"] > 0 and step["ii_prepared_cpu_decode"] > 0
+    assert report["train_step_ratio_ii_over_i"] == pytest.approx(step["ii_prepared_cpu_decode"] / step["i_imagefolder"])
+    # No GPU here: the device-decode path is not measured, and says so.
+    assert loader["iii_prepared_device_decode"] is None and step["iii_prepared_device_decode"] is None
+    assert report["loader_ratio_iii_over_i"] is None and report["device"] == "cpu"
+    images = report["images"]
+    assert images["train"] == 40 and images["source_mean_bytes"] > 25_000  # photographs, not flat colours
+    assert 196_608 < images["prepared_raw_mean_bytes"] < 197_000 and images["prepared_jpeg_mean_bytes"] < 60_000
+    assert report["ilsvrc2012_prepared_bytes_estimate"]["raw"] == pytest.approx(
+        images["prepared_raw_mean_bytes"] * (1_281_167 + 50_000)
+    )
+    assert report["model_config"]["groups"] == 2 and report["model_config"]["lrn"] is True  # model=paper
+    assert "(ii) prepared JPEG patch, decode=cpu" in table and "decoding alone, one thread" in table

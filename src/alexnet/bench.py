@@ -1,5 +1,5 @@
 """``alexnet-bench``: training images/s of this project's Lightning step against a plain PyTorch loop and the
-model step alone."""
+model step alone; ``bench=imagenet``: ImageNet's loaders per worker and the training step with each."""
 
 from __future__ import annotations
 
@@ -10,11 +10,15 @@ from omegaconf import DictConfig
 from alexnet.benchmark import benchmark, format_table
 from alexnet.command import hydra_command
 from alexnet.config import Invocation
+from alexnet.imagenet_bench import format_imagenet_table, imagenet_benchmark
 
 
 @hydra_command("bench")
 def main(cfg: DictConfig, invocation: Invocation) -> None:
-    print(format_table(benchmark(cfg)))
+    if cfg.bench.get("suite") == "imagenet":  # bench=imagenet (conf/bench/imagenet.yaml)
+        print(format_imagenet_table(imagenet_benchmark(cfg)))
+    else:
+        print(format_table(benchmark(cfg)))
     print(f"written: {Path(cfg.paths.output_dir) / 'bench.json'}")
 
 

@@ -122,6 +122,7 @@ class PreparedImageNetDataModule(ImageNetInput):
         self.batch_size, self.num_workers, self.pin_memory = batch_size, num_workers, pin_memory
         self.prefetch_factor, self.decode, self.seed = prefetch_factor, decode, seed
         self.datasets: dict[str, StreamingDataset] = {}
+        self.decode_device = torch.device("cpu")  # where decode=device decodes outside a Trainer
 
     @property
     def format(self) -> str:
@@ -201,6 +202,6 @@ class PreparedImageNetDataModule(ImageNetInput):
     def on_before_batch_transfer(self, batch: tuple, dataloader_idx: int) -> tuple:
         images, labels = batch
         if isinstance(images, list):  # JPEG bytes: decode the batch where it will be used
-            device = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+            device = self.trainer.strategy.root_device if self.trainer is not None else self.decode_device
             images = decode_batch(images, device)
         return images, labels
