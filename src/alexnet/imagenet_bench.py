@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -158,6 +159,9 @@ def imagenet_benchmark(cfg: DictConfig) -> dict[str, Any]:
         raise UserError(
             f"bench.imagenet.images={bench.images}: the timed batches need at least {needed} training images."
         )
+    with open_dict(cfg):
+        cfg.model.num_classes = bench.classes  # the model follows the benchmark's classes, not data=fashion_mnist
+    prepare_workers = bench.prepare_workers or os.cpu_count() or 1
     output_dir = Path(cfg.paths.output_dir)
     source, jpeg, raw = (output_dir / "data" / name for name in ("imagenet", "prepared_jpeg", "prepared_raw"))
     per_class = -(-bench.images // bench.classes)
@@ -166,7 +170,7 @@ def imagenet_benchmark(cfg: DictConfig) -> dict[str, Any]:
     prepare_rates = {}
     for folder, settings in ((jpeg, PatchSettings(jpeg_quality=bench.jpeg_quality)), (raw, PatchSettings("raw"))):
         started = time.perf_counter()
-        manifest = prepare(str(source), str(folder), settings, num_workers=bench.prepare_workers)
+        manifest = prepare(str(source), str(folder), settings, num_workers=prepare_workers)
         prepare_rates[settings.format] = manifest["splits"]["train"]["source_files"] / (time.perf_counter() - started)
     apply_fast_paths(cfg, cfg.bench.fast_paths)
 
@@ -233,7 +237,7 @@ def imagenet_benchmark(cfg: DictConfig) -> dict[str, Any]:
             "prepared_raw_mean_bytes": raw_patch_bytes,
         },
         "ilsvrc2012_prepared_bytes_estimate": {"jpeg": jpeg_patch_bytes * ilsvrc, "raw": raw_patch_bytes * ilsvrc},
-        "prepare_images_per_sec": {**prepare_rates, "workers": bench.prepare_workers},
+        "prepare_images_per_sec": {**prepare_rates, "workers": prepare_workers},
         "decode_only_images_per_sec_one_thread": decode_only,
         "loader_images_per_sec_per_worker": loader,
         "loader_ratio_ii_over_i": ratio(loader, "ii_prepared_cpu_decode"),
