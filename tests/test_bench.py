@@ -63,4 +63,5 @@ def test_imagenet_bench_compares_the_loaders_per_worker_and_the_training_steps(t
         images["prepared_raw_mean_bytes"] * (1_281_167 + 50_000)
     )
     assert report["model_config"]["groups"] == 2 and report["model_config"]["lrn"] is True  # model=paper
+    assert report["loader_transfer_floor_images_per_sec_per_worker"] > 0
     assert "(ii) prepared JPEG patch, decode=cpu" in table and "decoding alone, one thread" in table

@@ -3,12 +3,12 @@ what an interrupted run left, decoding on the device, exact mid-epoch resume, DD
 
 from __future__ import annotations
 
-import csv
 import datetime
 import ipaddress
 import json
 import logging
 import math
+import shutil
 import signal
 import socket
 import subprocess
@@ -28,16 +28,17 @@ from alexnet.data.imagenet import ImageNetDataModule
 from alexnet.data.imagenet_prepare import PatchSettings, prepare
 from alexnet.data.imagenet_prepared import PreparedImageNetDataModule
 from alexnet.errors import UserError
-from alexnet.evaluate import evaluate
+from alexnet.evaluation import evaluate, predict
 from alexnet.lit_alexnet import LitAlexNet
-from alexnet.predict import predict
-from alexnet.train import build, train
+from alexnet.run import build, train
 from conftest import (
     BIN,
     WNIDS,
+    column,
     compose_config,
     make_prepared,
     make_quirky_imagenet,
+    read_metrics,
     run_cli,
     run_env,
     train_config,
@@ -180,6 +181,24 @@ def test_both_imagenet_modules_share_one_input_pipeline(quirky_imagenet: Path, p
     assert torch.equal(prepared.read_image(path), folder.read_image(path))
 
 
+def test_paper_normalization_subtracts_the_mean_of_the_prepared_patches(
+    tmp_path: Path, quirky_imagenet: Path, prepared_raw: Path, prepared_jpeg: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    folder = ImageNetDataModule(root=str(shutil.copytree(quirky_imagenet, tmp_path / "source")), num_classes=3,
+                                num_workers=0, normalization="paper")  # fmt: skip
+    folder.prepare_data()
+    raw = prepared_module(prepared_raw, normalization="paper")
+    raw.prepare_data()
+    assert torch.equal(raw.normalization.mean_image, folder.normalization.mean_image), "the same 19 patches"
+    assert (prepared_raw / "mean_image_train_256px.pt").is_file()
+    jpeg = prepared_module(prepared_jpeg, normalization="paper")
+    jpeg.prepare_data()
+    assert (jpeg.normalization.mean_image - folder.normalization.mean_image).abs().mean() < 1.0  # JPEG's error
+    with caplog.at_level(logging.INFO):  # the cached mean is no foreign file to alexnet-prepare
+        prepare(str(quirky_imagenet), str(prepared_raw), PatchSettings(format="raw"), num_workers=1)
+    assert "nothing to do" in caplog.text
+
+
 def test_wrong_settings_are_one_clear_error(tmp_path: Path, prepared_jpeg: Path) -> None:
     with pytest.raises(UserError, match=r"holds no finished prepared set \(no manifest.json\)\. Write one with"):
         prepared_module(tmp_path)
@@ -234,11 +253,6 @@ def streaming_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """23 training and 23 validation images (8 files a class, one truncated in class 0), prepared as JPEG."""
     root = tmp_path_factory.mktemp("streaming")
     return make_prepared(root / "prepared", make_quirky_imagenet(root / "source", {"train": 8, "val": 8}))
-
-
-def last_logged(metrics_csv: Path, column: str) -> float:
-    values = [row[column] for row in csv.DictReader(metrics_csv.open()) if row.get(column)]
-    return float(values[-1])
 
 
 @pytest.mark.slow
@@ -322,8 +336,8 @@ def test_ddp_counts_each_prepared_validation_image_once_like_one_process(tmp_pat
                      *settings, "++callbacks.progress_bar=null", f"hydra.run.dir={run_dir}", cwd=tmp_path,
                      timeout=300)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
-    ddp_top1 = last_logged(run_dir / "csv" / "metrics.csv", "val/acc_top1")
-    ddp_top5 = last_logged(run_dir / "csv" / "metrics.csv", "val/acc_top5")
+    ddp_top1 = column(read_metrics(run_dir / "csv" / "metrics.csv"), "val/acc_top1")[-1]
+    ddp_top5 = column(read_metrics(run_dir / "csv" / "metrics.csv"), "val/acc_top5")[-1]
 
     run = build(train_config(tmp_path / "single", streaming_set, [*settings, "logger=none", "callbacks=none"],
                              fashion=False))  # fmt: skip
@@ -435,9 +449,9 @@ def test_streams_the_prepared_set_from_an_s3_compatible_server(
                      cwd=tmp_path, timeout=300)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert {p.relative_to(cache).parts[0] for p in cache.rglob("chunk-*.bin")} == {"train", "val"}, "cached here"
-    streamed_top1 = last_logged(run_dir / "csv" / "metrics.csv", "test/acc_top1")
+    streamed_top1 = column(read_metrics(run_dir / "csv" / "metrics.csv"), "test/acc_top1")[-1]
     # The same checkpoint on the local copy of the same set scores the same: the bucket served every image.
     local = evaluate(compose_config("eval", [f"paths.output_dir={tmp_path / 'eval'}", f"data.root={prepared_jpeg}",
                                              f"ckpt_path={run_dir / 'checkpoints' / 'epoch_000.ckpt'}",
-                                             "trainer.accelerator=cpu"]))  # fmt: skip
+                                             "trainer.accelerator=cpu"]), ["data.root"])  # fmt: skip
     assert 1 - local["top1_error"] == pytest.approx(streamed_top1, abs=1e-6)

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 from PIL import Image
+from torch.utils.data import DataLoader, Dataset
 from torchvision.io import ImageReadMode, decode_jpeg
 
 from alexnet.benchmark import StepTimer, apply_fast_paths, gpu_name, median_step, synchronize
@@ -143,6 +144,31 @@ def decode_only_rates(source: Path, prepared_jpeg: Path, count: int) -> dict[str
     }
 
 
+class BlankPatches(Dataset):
+    """uint8 (3, side, side) zeros: a loader worker with nothing to do but hand patches over."""
+
+    def __init__(self, count: int, side: int) -> None:
+        self.count, self.side = count, side
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        return torch.zeros(3, self.side, self.side, dtype=torch.uint8), 0
+
+
+def transfer_floor(batch_size: int, workers: int, batches: int, side: int = 256) -> float:
+    """Images/s per worker of a DataLoader whose workers only pass uint8 patches to the training process: the
+    ceiling of every path that decodes in the workers, set by moving 3 x side x side bytes per image."""
+    loader = DataLoader(BlankPatches(batch_size * (batches + 1), side), batch_size=batch_size, num_workers=workers)
+    iterator = iter(loader)
+    next(iterator)
+    start, images = time.perf_counter(), 0
+    for batch, _ in iterator:
+        images += len(batch)
+    return images / (time.perf_counter() - start) / workers
+
+
 def mean_file_bytes(folder: Path) -> float:
     sizes = [p.stat().st_size for p in folder.rglob("*.JPEG")]
     return sum(sizes) / len(sizes)
@@ -204,6 +230,7 @@ def imagenet_benchmark(cfg: DictConfig) -> dict[str, Any]:
         loader[name] = rate / bench.workers
         log.info("loader %s: %.0f images/s per worker", name, loader[name])
     decode_only = decode_only_rates(source, jpeg, bench.images)
+    floor = transfer_floor(bench.batch_size, bench.workers, bench.loader_batches)
     step: dict[str, float | None] = {}
     for name in PATHS:
         step[name] = None if datas[name] is None else training_step_rate(cfg, datas[name])
@@ -240,6 +267,7 @@ def imagenet_benchmark(cfg: DictConfig) -> dict[str, Any]:
         "prepare_images_per_sec": {**prepare_rates, "workers": prepare_workers},
         "decode_only_images_per_sec_one_thread": decode_only,
         "loader_images_per_sec_per_worker": loader,
+        "loader_transfer_floor_images_per_sec_per_worker": floor,
         "loader_ratio_ii_over_i": ratio(loader, "ii_prepared_cpu_decode"),
         "loader_ratio_iii_over_i": ratio(loader, "iii_prepared_device_decode"),
         "loader_ratio_raw_over_i": ratio(loader, "prepared_raw"),
@@ -292,6 +320,10 @@ def format_imagenet_table(result: dict[str, Any]) -> str:
             f"{label:<58}{number(loader[key]):>20}{times(result[loader_ratio]) if loader_ratio else '':>8}"
             f"{number(step.get(key)) if key in step else '':>13}{times(result[step_ratio]) if step_ratio else '':>8}"
         )
+    lines.append(
+        f"a worker that only hands over uint8 256x256 patches: "
+        f"{result['loader_transfer_floor_images_per_sec_per_worker']:,.0f} images/s (the ceiling of (i), (ii), raw)"
+    )
     lines.append(
         f"decoding alone, one thread: full JPEG + resize {decode['i_pil_full_jpeg_resize_crop']:,.0f} images/s, "
         f"prepared patch {decode['ii_torchvision_prepared_patch']:,.0f} images/s ({decode['ratio_ii_over_i']:.1f}x)"

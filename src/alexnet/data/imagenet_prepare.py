@@ -206,7 +206,8 @@ def check_output_folder(output: str, source: Path) -> None:
         return
     ours = {MANIFEST, SKIPPED_REPORT, f".{MANIFEST}.partial", *SPLITS, *(f"{s}.json" for s in SPLITS)}
     ours |= {f".{s}.json.partial" for s in SPLITS}
-    foreign = sorted(p.name for p in path.iterdir() if p.name not in ours)
+    mean_image = ("mean_image_", ".mean_image_")  # data.normalization=paper's cache, written by the data module
+    foreign = sorted(p.name for p in path.iterdir() if p.name not in ours and not p.name.startswith(mean_image))
     if foreign:
         raise UserError(
             f"output={path} holds files alexnet-prepare did not write ({', '.join(foreign[:5])}); give an empty or "

@@ -14,17 +14,21 @@ with the same samples in the same order.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+from pathlib import Path
 from typing import Any
 
 import torch
 from litdata import StreamingDataLoader, StreamingDataset
-from torch.utils.data import default_collate
+from torch.utils.data import DataLoader, Dataset, default_collate
 from torchvision.io import ImageReadMode, decode_jpeg
 
 from alexnet.data.batch_size import per_device_batch_size
 from alexnet.data.imagenet_input import ImageNetInput
 from alexnet.data.imagenet_prepare import MANIFEST, SPLITS, read_manifest
+from alexnet.data.mean_image import MeanImageCache, fallback_cache_dir, mean_of_batches
 from alexnet.data.storage import check_location, is_remote, join
 from alexnet.errors import UserError
 
@@ -48,6 +52,20 @@ class EncodedSample:
 
     def __call__(self, sample: dict[str, Any]) -> tuple[torch.Tensor, int]:
         return torch.frombuffer(bytearray(sample["image"]), dtype=torch.uint8), sample["label"]
+
+
+class IndexedSamples(Dataset):
+    """The first ``count`` samples of a streaming dataset, by index, decoded: a map-style dataset for a plain
+    ``DataLoader`` that reads every sample whatever the rank."""
+
+    def __init__(self, dataset: StreamingDataset, count: int) -> None:
+        self.dataset, self.count, self.decoded = dataset, count, DecodedSample()
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        return self.decoded(self.dataset[index])
 
 
 def collate_encoded(batch: list[tuple[torch.Tensor, int]]) -> tuple[list[torch.Tensor], torch.Tensor]:
@@ -77,6 +95,9 @@ class PreparedImageNetDataModule(ImageNetInput):
             is decoded on the training device in one call, nvjpeg on a GPU) or ``auto`` (``device`` on CUDA).
             Raw patches need no decoding.
         seed: shuffle seed of the training order (null: the run's seed); litdata reshuffles every epoch.
+        normalization: as ``ImageNetDataModule``; under ``paper`` the mean of the prepared training patches is
+            computed once and cached as ``<root>/mean_image_train_<side>px.pt`` (for a bucket: in
+            ``$ALEXNET_CACHE_DIR/mean_images/``).
         Others: as ``ImageNetDataModule``.
     """
 
@@ -98,6 +119,7 @@ class PreparedImageNetDataModule(ImageNetInput):
         mean: tuple[float, ...] = (0.485, 0.456, 0.406),
         std: tuple[float, ...] = (0.229, 0.224, 0.225),
         seed: int | None = None,
+        normalization: str = "per_channel",
     ) -> None:
         if decode not in DECODE_CHOICES:
             raise UserError(f"data.decode={decode!r}: choose cpu, device (batched on the GPU) or auto.")
@@ -116,8 +138,9 @@ class PreparedImageNetDataModule(ImageNetInput):
                 f"outputs; set data.num_classes={len(classes)} (the model follows it)."
             )
         super().__init__(
-            num_classes, input_size, channels, manifest["resize_size"], test_crops, flip, lighting_std, mean, std
-        )
+            num_classes, input_size, channels, manifest["resize_size"], test_crops, flip, lighting_std, mean, std,
+            normalization, patch_source="the prepared patches' resize_size",
+        )  # fmt: skip
         self.cache_dir = cache_dir
         self.batch_size, self.num_workers, self.pin_memory = batch_size, num_workers, pin_memory
         self.prefetch_factor, self.decode, self.seed = prefetch_factor, decode, seed
@@ -139,13 +162,17 @@ class PreparedImageNetDataModule(ImageNetInput):
             return True
         return self.trainer is not None and self.trainer.strategy.root_device.type == "cuda"
 
-    def _dataset(self, split: str, shuffle: bool) -> StreamingDataset:
+    def _split_record(self, split: str) -> dict[str, Any]:
         if split not in self.manifest["splits"]:
             prepared = ", ".join(self.manifest["splits"])
             raise UserError(
                 f"The prepared set in {self.root} has no {split}/ split (it has {prepared}); prepare it with "
                 f"alexnet-prepare splits=[{','.join(SPLITS)}]."
             )
+        return self.manifest["splits"][split]
+
+    def _dataset(self, split: str, shuffle: bool) -> StreamingDataset:
+        self._split_record(split)
         cache_dir = join(self.cache_dir, split) if self.cache_dir and is_remote(self.root) else None
         return StreamingDataset(
             join(self.root, split),
@@ -167,6 +194,33 @@ class PreparedImageNetDataModule(ImageNetInput):
         if stage in ("fit", None):
             self.datasets["train"] = self._dataset("train", shuffle=True)
         self.datasets["val"] = self._dataset("val", shuffle=False)
+        self._load_checked_mean_image()
+
+    def _mean_image_cache(self) -> MeanImageCache:
+        name = f"mean_image_train_{self.resize_size}px.pt"
+        description = f"prepared ImageNet {join(self.root, 'train')}"
+        if not is_remote(self.root):
+            return MeanImageCache(Path(self.root), name, description)
+        folder = fallback_cache_dir() / "prepared" / hashlib.sha256(self.root.encode()).hexdigest()[:12]
+        return MeanImageCache(folder, name, description)
+
+    def _fingerprint(self) -> str:
+        train = self._split_record("train")
+        written = {key: self.manifest[key] for key in ("format", "jpeg_quality", "resize_size", "write_order_seed")}
+        written |= {"source": train["source_fingerprint"], "images": train["images"]}
+        return hashlib.sha256(json.dumps(written, sort_keys=True).encode()).hexdigest()
+
+    def _average(self) -> torch.Tensor:
+        """Mean of the prepared training patches as the loader serves them (JPEG patches decoded).
+
+        Read by sample index, not through the streaming loader: prepare_data runs in one process per node while
+        DDP is up, and the streaming loader would give that process only its rank's share.
+        """
+        count = self._split_record("train")["images"]
+        cache_dir = join(self.cache_dir, "train") if self.cache_dir and is_remote(self.root) else None
+        samples = IndexedSamples(StreamingDataset(join(self.root, "train"), cache_dir=cache_dir), count)
+        loader = DataLoader(samples, batch_size=256, num_workers=self.num_workers)
+        return mean_of_batches((images for images, _ in loader), count, "mean image of the prepared train/")
 
     def _loader(self, split: str) -> StreamingDataLoader:
         shuffle = split == "train"
