@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from alexnet.config import CONFIG_DIR
 from alexnet.config_rules import RULES, check_settings
+from alexnet.data.imagenet_prepare import PatchSettings
 from alexnet.model import AlexNet
 from alexnet.run import instantiate_group
 from conftest import compose_config
@@ -23,13 +24,15 @@ def compose_file(path: Path, tmp_path: Path, *extra: str) -> DictConfig:
     overrides = [f"paths.root_dir={tmp_path}", f"paths.output_dir={tmp_path / 'run'}", *extra]
     if path.parent == Path("."):
         return compose_config(path.stem, overrides if path.stem == "train" else list(extra))
+    if path.parent == Path("bench"):  # options of alexnet-bench, not of alexnet-train
+        return compose_config("bench", [f"bench={path.stem}", *overrides])
     return compose_config("train", [f"{path.parent}={path.stem}", *overrides])
 
 
 def test_the_tree_has_the_documented_groups() -> None:
     groups = {p.parts[0] for p in CONFIG_FILES if len(p.parts) > 1}
     assert groups == {"model", "data", "optimizer", "scheduler", "trainer", "logger", "callbacks", "paths",
-                      "experiment", "debug", "hparams_search", "hydra"}  # fmt: skip
+                      "experiment", "debug", "hparams_search", "hydra", "bench"}  # fmt: skip
     assert {"train.yaml", "summary.yaml"} <= {str(p) for p in CONFIG_FILES}
 
 
@@ -41,9 +44,11 @@ def test_every_config_file_composes_and_builds(path: Path, tmp_path: Path, monke
     cpu = ["trainer.accelerator=cpu", f"trainer.devices={2 if path.stem == 'ddp' else 1}"] if group == "trainer" else []
     cfg = compose_file(path, tmp_path, *cpu)
     check_settings(cfg)  # every shipped option keeps to the rules a user's overrides are held to
-    if group in (None, "model", "experiment", "debug"):
+    if group in (None, "model", "experiment", "debug", "bench") and path.stem != "prepare":
         model = instantiate(cfg.model)
         assert isinstance(model, AlexNet)
+    if path.stem == "prepare":  # alexnet-prepare builds no model: its defaults are valid patch settings
+        assert PatchSettings(cfg.format, cfg.jpeg_quality, cfg.resize_size).format == "jpeg"
     if group == "data":
         assert isinstance(instantiate(cfg.data), L.LightningDataModule)
     if group in ("optimizer", "scheduler"):

@@ -128,7 +128,7 @@ def test_an_interrupted_prepare_keeps_finished_splits_and_writes_the_rest_again(
     chunk = next((out / "val").glob("chunk-*.bin"))
     chunk.write_bytes(chunk.read_bytes()[:100])
     with pytest.raises(UserError, match="no finished prepared set"):
-        prepared_module(out)
+        prepared_module(out).setup("fit")
     with caplog.at_level(logging.INFO):
         again = make_prepared(out, source)
     assert "train/ was completed by an earlier run: kept" in caplog.text
@@ -201,13 +201,13 @@ def test_paper_normalization_subtracts_the_mean_of_the_prepared_patches(
 
 def test_wrong_settings_are_one_clear_error(tmp_path: Path, prepared_jpeg: Path) -> None:
     with pytest.raises(UserError, match=r"holds no finished prepared set \(no manifest.json\)\. Write one with"):
-        prepared_module(tmp_path)
+        prepared_module(tmp_path).setup("fit")
     with pytest.raises(UserError, match="has 3 classes but the model has 1000 outputs; set data.num_classes=3"):
-        prepared_module(prepared_jpeg, num_classes=1000)
+        prepared_module(prepared_jpeg, num_classes=1000).setup("fit")
     with pytest.raises(UserError, match="data.decode='gpu': choose cpu, device"):
         prepared_module(prepared_jpeg, decode="gpu")
-    with pytest.raises(UserError, match="model.input_size=300 is larger than"):
-        prepared_module(prepared_jpeg, input_size=300)
+    with pytest.raises(UserError, match="model.input_size=300 is larger than the prepared patches' resize_size=256"):
+        prepared_module(prepared_jpeg, input_size=300).setup("validate")
     with pytest.raises(UserError, match="format='png'"):
         PatchSettings(format="png")
     with pytest.raises(UserError, match="overlaps source"):

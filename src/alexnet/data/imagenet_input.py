@@ -52,7 +52,8 @@ class ImageNetInput(L.LightningDataModule):
         num_classes: classes the data holds; must match the model's width.
         input_size: crop side (the model's input size, 224 or 227).
         channels: 3 for RGB nets (1 converts to grey).
-        resize_size: side of the square patches the loader serves (the paper: 256).
+        resize_size: side of the square patches the loader serves (the paper: 256); None while unknown (a
+            subclass that learns it from its data sets it and calls ``check_patch_size``).
         patch_source: the setting ``resize_size`` comes from, for the message when the crop does not fit.
         test_crops: 10 (four corners + centre and their mirrors, softmax averaged) or 1 (centre) for ``test``.
         flip: mirror half of the training crops.
@@ -68,7 +69,7 @@ class ImageNetInput(L.LightningDataModule):
         num_classes: int,
         input_size: int,
         channels: int,
-        resize_size: int,
+        resize_size: int | None,
         test_crops: int,
         flip: bool,
         lighting_std: float,
@@ -86,8 +87,12 @@ class ImageNetInput(L.LightningDataModule):
         self.num_classes, self.input_size, self.channels = num_classes, input_size, channels
         self.test_crops, self.flip, self.lighting_std = test_crops, flip, lighting_std
         self.resize_size = resize_size
-        if input_size > resize_size:
-            raise UserError(f"model.input_size={input_size} is larger than {patch_source}={resize_size}.")
+        if resize_size is not None:
+            self.check_patch_size(resize_size, patch_source)
+
+    def check_patch_size(self, resize_size: int, source: str) -> None:
+        if self.input_size > resize_size:
+            raise UserError(f"model.input_size={self.input_size} is larger than {source}={resize_size}.")
 
     # -- where the training images are (a subclass says) -------------------------------------------------------
 

@@ -123,24 +123,11 @@ class PreparedImageNetDataModule(ImageNetInput):
     ) -> None:
         if decode not in DECODE_CHOICES:
             raise UserError(f"data.decode={decode!r}: choose cpu, device (batched on the GPU) or auto.")
-        self.root = check_location(root, "data.root")
-        manifest = read_manifest(self.root)
-        if manifest is None:
-            raise UserError(
-                f"data.root={self.root} holds no finished prepared set (no {MANIFEST}). Write one with "
-                f"alexnet-prepare source=<ImageFolder copy> output={self.root} (an interrupted run continues)."
-            )
-        self.manifest = manifest
-        classes = manifest["classes"]
-        if len(classes) != num_classes:
-            raise UserError(
-                f"The prepared set in {self.root} has {len(classes)} classes but the model has {num_classes} "
-                f"outputs; set data.num_classes={len(classes)} (the model follows it)."
-            )
         super().__init__(
-            num_classes, input_size, channels, manifest["resize_size"], test_crops, flip, lighting_std, mean, std,
-            normalization, patch_source="the prepared patches' resize_size",
-        )  # fmt: skip
+            num_classes, input_size, channels, None, test_crops, flip, lighting_std, mean, std, normalization
+        )
+        self.root = check_location(root, "data.root")
+        self._manifest: dict[str, Any] | None = None  # read when first needed, like data=imagenet's folders
         self.cache_dir = cache_dir
         self.batch_size, self.num_workers, self.pin_memory = batch_size, num_workers, pin_memory
         self.prefetch_factor, self.decode, self.seed = prefetch_factor, decode, seed
@@ -148,8 +135,32 @@ class PreparedImageNetDataModule(ImageNetInput):
         self.decode_device = torch.device("cpu")  # where decode=device decodes outside a Trainer
 
     @property
+    def manifest(self) -> dict[str, Any]:
+        """The prepared set's manifest, checked against the model the first time it is needed."""
+        if self._manifest is None:
+            manifest = read_manifest(self.root)
+            if manifest is None:
+                raise UserError(
+                    f"data.root={self.root} holds no finished prepared set (no {MANIFEST}). Write one with "
+                    f"alexnet-prepare source=<ImageFolder copy> output={self.root} (an interrupted run continues)."
+                )
+            classes = manifest["classes"]
+            if len(classes) != self.num_classes:
+                raise UserError(
+                    f"The prepared set in {self.root} has {len(classes)} classes but the model has "
+                    f"{self.num_classes} outputs; set data.num_classes={len(classes)} (the model follows it)."
+                )
+            self.check_patch_size(manifest["resize_size"], "the prepared patches' resize_size")
+            self.resize_size, self._manifest = manifest["resize_size"], manifest
+        return self._manifest
+
+    @property
     def format(self) -> str:
         return self.manifest["format"]
+
+    def read_image(self, path: str) -> torch.Tensor:
+        self.resize_size = self.manifest["resize_size"]  # a single file is cut to the prepared patches' size
+        return super().read_image(path)
 
     def wnids(self) -> list[str]:
         return list(self.manifest["classes"])
@@ -197,7 +208,7 @@ class PreparedImageNetDataModule(ImageNetInput):
         self._load_checked_mean_image()
 
     def _mean_image_cache(self) -> MeanImageCache:
-        name = f"mean_image_train_{self.resize_size}px.pt"
+        name = f"mean_image_train_{self.manifest['resize_size']}px.pt"
         description = f"prepared ImageNet {join(self.root, 'train')}"
         if not is_remote(self.root):
             return MeanImageCache(Path(self.root), name, description)
