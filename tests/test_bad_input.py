@@ -205,6 +205,23 @@ CASES = [
     ("alexnet-report", ["{empty_dir}"], 2, "holds no job folders"),
     ("alexnet-report", ["{broken_sweep}"], 2, "metrics.csv is not a readable metrics file (UnicodeDecodeError"),
     ("alexnet-figures", ["ckpt_path={missing}"], 2, "no such file"),
+    (
+        "alexnet-bench",
+        ["bench=imagenet", "bench.imagenet.workers=0"],
+        2,
+        "bench.imagenet.workers=0: must be a positive integer.",
+    ),  # fmt: skip
+    # alexnet-prepare and data=imagenet_prepared
+    ("alexnet-prepare", ["format=png"], 2, "format='png': must be one of jpeg, raw."),
+    ("alexnet-prepare", ["source={missing}"], 2, "no such folder. Point it at the ImageFolder copy."),
+    ("alexnet-prepare", ["source={empty_dir}", "output={empty_dir}/prepared"], 2, "overlaps source"),
+    ("alexnet-train", ["data=imagenet_prepared", "data.decode=gpu"], 2, "data.decode='gpu': must be one of cpu,"),
+    (
+        "alexnet-train",
+        ["data=imagenet_prepared", "data.root={missing}", "data.num_workers=0"],
+        2,
+        "holds no finished prepared set (no manifest.json). Write one with alexnet-prepare",
+    ),  # fmt: skip
 ]
 # A few run the installed command in a subprocess: the console scripts, Hydra's own error path and the exit
 # statuses as a shell sees them.

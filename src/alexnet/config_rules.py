@@ -164,6 +164,8 @@ RULES: dict[str, Rule] = {
     "data.download": boolean(),
     "data.on_device": boolean(),
     "data.skip_unreadable": boolean(),
+    "data.decode": choice("cpu", "device", "auto"),  # data=imagenet_prepared
+    "data.seed": _or_null(SEED, null=True),  # data=imagenet_prepared's shuffle seed
     # model: AlexNet checks the rest of its arguments itself
     "model.lrn_alpha": number(0),
     "model.lrn_beta": number(0),
@@ -209,6 +211,21 @@ RULES: dict[str, Rule] = {
     "bench.data_batches": integer(1),
     "bench.workers": integer(0),
     "bench.fast_paths": choice("auto", None),
+    "bench.imagenet.images": integer(1),
+    "bench.imagenet.classes": integer(1),
+    "bench.imagenet.workers": integer(1),  # rates are divided by it
+    "bench.imagenet.batch_size": integer(1),
+    "bench.imagenet.loader_batches": integer(1),
+    "bench.imagenet.warmup": integer(1),
+    "bench.imagenet.steps": integer(1),
+    "bench.imagenet.jpeg_quality": integer(1, 100),
+    "bench.imagenet.prepare_workers": integer(1, null=True),
+    # alexnet-prepare
+    "format": choice("jpeg", "raw"),
+    "jpeg_quality": integer(1, 100),
+    "resize_size": integer(1),
+    "num_workers": integer(1, null=True),
+    "overwrite": boolean(),
 }
 
 # Pairs of settings that must be equal, and how to make them so.

@@ -28,11 +28,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torchvision.datasets.folder import make_dataset
 from torchvision.io import encode_jpeg
 
-from alexnet.data.image_files import UNREADABLE, is_image, read_patch
-from alexnet.data.imagenet import LAYOUT, class_folders
+from alexnet.data.image_files import UNREADABLE, class_folder_samples, read_patch
+from alexnet.data.imagenet import LAYOUT
 from alexnet.data.storage import check_location, has_files, is_remote, join, read_text, remove, write_text
 from alexnet.errors import UserError
 
@@ -79,12 +78,18 @@ class SplitListing:
 
 
 def list_split(source: Path, split: str) -> SplitListing:
+    """The split's class folders and images, listed as ``data=imagenet`` lists them (each real file once, under
+    the class folder it is really in)."""
     folder = source / split
     if not folder.is_dir():
         raise UserError(f"alexnet-prepare: no {split}/ folder under source={source}.\n{LAYOUT}")
     classes = sorted(p.name for p in folder.iterdir() if p.is_dir())
-    class_folders(folder, len(classes))  # refuses a class folder without images
-    found = make_dataset(str(folder), {c: i for i, c in enumerate(classes)}, is_valid_file=is_image)
+    found, _ = class_folder_samples(folder, {c: i for i, c in enumerate(classes)})
+    counts = Counter(label for _, label in found)
+    empty = [c for i, c in enumerate(classes) if counts[i] == 0]
+    if not classes or empty:
+        where = f"class folders without images: {', '.join(empty[:5])}" if classes else "no class folders"
+        raise UserError(f"alexnet-prepare: {folder} has {where}.\n{LAYOUT}")
     samples = [(path, os.path.relpath(path, source), label) for path, label in found]
     digest = hashlib.sha256()
     for path, relative, _ in sorted(samples, key=lambda s: s[1]):

@@ -227,11 +227,9 @@ class PreparedImageNetDataModule(ImageNetInput):
         Read by sample index, not through the streaming loader: prepare_data runs in one process per node while
         DDP is up, and the streaming loader would give that process only its rank's share.
         """
-        count = self._split_record("train")["images"]
-        cache_dir = join(self.cache_dir, "train") if self.cache_dir and is_remote(self.root) else None
-        samples = IndexedSamples(StreamingDataset(join(self.root, "train"), cache_dir=cache_dir), count)
+        samples = self.dataset("train")
         loader = DataLoader(samples, batch_size=256, num_workers=self.num_workers)
-        return mean_of_batches((images for images, _ in loader), count, "mean image of the prepared train/")
+        return mean_of_batches((images for images, _ in loader), len(samples), "mean image of the prepared train/")
 
     def _loader(self, split: str) -> StreamingDataLoader:
         shuffle = split == "train"
@@ -263,6 +261,12 @@ class PreparedImageNetDataModule(ImageNetInput):
 
     def predict_dataloader(self) -> StreamingDataLoader:
         return self._loader("val")
+
+    def dataset(self, split: str) -> IndexedSamples:
+        """The ``train`` or ``val`` samples by index, decoded: (uint8 (3, S, S) image, label)."""
+        count = self._split_record(split)["images"]
+        cache_dir = join(self.cache_dir, split) if self.cache_dir and is_remote(self.root) else None
+        return IndexedSamples(StreamingDataset(join(self.root, split), cache_dir=cache_dir), count)
 
     def on_before_batch_transfer(self, batch: tuple, dataloader_idx: int) -> tuple:
         images, labels = batch
