@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +31,6 @@ from alexnet.data.mean_image import MeanImageCache, fallback_cache_dir, mean_of_
 from alexnet.data.storage import check_location, is_remote, join
 from alexnet.errors import UserError
 
-log = logging.getLogger(__name__)
 DECODE_CHOICES = ("cpu", "device", "auto")
 
 
