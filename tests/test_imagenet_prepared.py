@@ -311,15 +311,8 @@ def test_killed_mid_epoch_run_resumes_to_the_same_weights(tmp_path: Path, stream
     while not last.exists():
         assert process.poll() is None and time.monotonic() < deadline, "the run ended before its first checkpoint"
         time.sleep(0.02)
-    workers = subprocess.run(["pgrep", "-P", str(process.pid)], capture_output=True, text=True).stdout.split()
-    process.send_signal(signal.SIGKILL)  # nothing is saved on the way out
+    process.send_signal(signal.SIGKILL)  # nothing is saved on the way out; its loader worker may outlive it a while
     process.wait(timeout=30)
-    # Its loader worker shares the run folder's lock (flock is inherited through fork) until PyTorch's watchdog
-    # sees the parent gone and ends it, within about 5 s.
-    deadline = time.monotonic() + 60
-    while any(Path(f"/proc/{pid}").exists() for pid in workers):
-        assert time.monotonic() < deadline, "the killed run's loader workers did not exit"
-        time.sleep(0.1)
     stopped_at = torch.load(last, map_location="cpu", weights_only=True)["global_step"]
     assert stopped_at < n and stopped_at % 5 != 0, "killed mid-epoch, after a mid-epoch checkpoint (steps 2, 4, 6...)"
     loader_state = torch.load(last, map_location="cpu", weights_only=False)["loops"]["fit_loop"]["state_dict"]

@@ -223,6 +223,38 @@ def test_case_5_a_lock_left_by_a_dead_process_does_not_block(
     assert step_of(copied_run / "checkpoints" / "last.ckpt") == 2 * STEPS_PER_EPOCH
 
 
+def test_case_5_a_killed_run_s_forked_children_do_not_keep_its_folder_locked(tmp_path: Path) -> None:
+    """A run's DataLoader workers are forked while it holds the lock and can outlive a SIGKILL by seconds."""
+    import sys
+
+    from alexnet.run_folder import claiming, lock_holder
+
+    folder = tmp_path / "run"
+    script = (
+        "import os, sys, time\n"
+        "from pathlib import Path\n"
+        "from alexnet.run_folder import claiming\n"
+        "with claiming(Path(sys.argv[1]), None, None):\n"
+        "    child = os.fork()\n"
+        "    if child == 0:\n"
+        "        os.close(1), os.close(2)\n"  # let the test read the parent's output as soon as it dies
+        "        time.sleep(60)\n"
+        "        os._exit(0)\n"
+        "    print(child, flush=True)\n"
+        "    os.kill(os.getpid(), 9)\n"
+    )
+    killed = subprocess.run([sys.executable, "-c", script, str(folder)], capture_output=True, text=True, timeout=120)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    child = int(killed.stdout)
+    try:
+        assert Path(f"/proc/{child}").exists(), "the forked child is still alive"
+        assert lock_holder(folder) is None
+        with claiming(folder, None, None):
+            assert (folder / LOCK_FILE).read_text().startswith(f"{os.getpid()} ")
+    finally:
+        os.kill(child, signal.SIGKILL)
+
+
 @pytest.mark.slow
 def test_case_5_a_second_writer_is_refused_at_once_naming_the_first(tmp_path: Path, fashion_root: Path) -> None:
     folder = tmp_path / "run"

@@ -2,9 +2,11 @@
 
 - A new run never starts in a folder that already holds one (its ``config_resolved.yaml``): it would replace
   that run's config and metrics beside its checkpoints. ``alexnet-train resume=<folder>`` continues it instead.
-- While a run writes, its first process holds an exclusive ``fcntl.flock`` on ``<folder>/.lock``, which names its
-  pid: a second process is refused at once, naming the first. The kernel drops the lock when its holder exits,
-  however it exits, so a lock file left by a dead process never blocks.
+- While a run writes, its first process holds an exclusive POSIX record lock (``fcntl.lockf``) on
+  ``<folder>/.lock``, which names its pid: a second process is refused at once, naming the first. The kernel drops
+  the lock when its holder exits, however it exits, so a lock file left by a dead process never blocks. (Not
+  ``flock``: a flock is shared with every process forked while it is held, such as DataLoader workers, which keep
+  a killed run's folder locked until they notice their parent is gone.)
 - The paths a run saves (in its config, in its checkpoints' callback states) are absolute. A folder that was
   copied or moved is re-rooted when resumed: every path under the folder the run was saved in is read as the
   same path under the folder being resumed, so the copy writes into itself, never into the original.
@@ -15,6 +17,7 @@ The Hydra callback ``RunFolderCheck`` makes these checks before Hydra writes any
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import socket
@@ -92,8 +95,10 @@ def lock_holder(folder: Path) -> str | None:
     except OSError:  # no lock file, or no folder at all: nobody holds it
         return None
     try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
+        fcntl.lockf(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError as error:
+        if error.errno not in (errno.EACCES, errno.EAGAIN):
+            raise
         return _holder(fd)
     finally:
         os.close(fd)  # closing drops a lock just taken
@@ -113,8 +118,10 @@ def claiming(folder: Path, resume: str | None, ckpt_path: Any) -> Iterator[None]
     fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as error:
+            if error.errno not in (errno.EACCES, errno.EAGAIN):
+                raise
             raise _refusal(folder, _holder(fd)) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()} {socket.gethostname()}\n".encode(), 0)
