@@ -104,7 +104,7 @@ CASES = [
     ("alexnet-train", ["seed=-1"], 2, "seed=-1: must be an integer from 0 to 4294967295 or null."),
     ("alexnet-train", ["seed=abc"], 2, "seed='abc': must be an integer from 0 to 4294967295 or null."),
     ("alexnet-train", ["test=maybe"], 2, "test='maybe': must be true or false."),
-    ("alexnet-train", ["test_weights=final"], 2, "test_weights='final': choose best (the checkpoint with the best"),
+    ("alexnet-train", ["test_weights=final"], 2, "test_weights='final': must be one of best, last."),
     # alexnet-train: data
     ("alexnet-train", ["data.root={data}", "data.batch_size=0"], 2, "data.batch_size=0: must be a positive integer."),
     ("alexnet-train", ["data.batch_size=2.5"], 2, "data.batch_size=2.5: must be a positive integer."),
@@ -128,7 +128,7 @@ CASES = [
         2,
         "must hold the same class folders (2 and 3; only in val/: none; only in train/: n01484850)",
     ),  # fmt: skip
-    ("alexnet-train", ["data.normalization=foo"], 2, "data.normalization='foo': choose paper (raw 0-255 pixels"),
+    ("alexnet-train", ["data.normalization=foo"], 2, "data.normalization='foo': must be one of per_channel, paper"),
     # alexnet-train: optimizer, scheduler, module, trainer, callbacks
     ("alexnet-train", ["optimizer.lr=-1"], 2, "optimizer.lr=-1: must be a finite number >= 0."),
     ("alexnet-train", ["optimizer.momentum=-1"], 2, "optimizer.momentum=-1: must be a finite number from 0 to 1."),

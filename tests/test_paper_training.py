@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from alexnet.config_checks import check_run_config
+from alexnet.config_rules import check_settings
 from alexnet.errors import UserError
 from alexnet.paper_plateau import PaperPlateau
 from alexnet.paper_sgd import PaperSGD
@@ -159,17 +159,18 @@ def test_paper_plateau_drops_three_times_then_holds_and_resumes() -> None:
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        (["test_weights=final"], "test_weights='final': choose best"),
-        (["data.normalization=foo"], "data.normalization='foo': choose paper"),
+        (["test_weights=final"], "test_weights='final': must be one of best, last"),
+        (["data.normalization=foo"], "data.normalization='foo': must be one of per_channel, paper"),
         (["optimizer=paper_sgd", "optimizer.decay_biases=maybe"], "optimizer.decay_biases='maybe': must be true"),
-        (["optimizer=paper_sgd", "optimizer.momentum=-1"], "optimizer.momentum=-1: must be a non-negative"),
+        (["optimizer=paper_sgd", "optimizer.momentum=-1"], "optimizer.momentum=-1: must be a finite number from 0"),
         (["scheduler=paper_plateau", "scheduler.max_drops=-1"], "scheduler.max_drops=-1: must be a non-negative"),
-        (["optimizer.lr=-0.1"], "optimizer/scheduler settings: Invalid learning rate"),
+        (["optimizer.lr=-0.1"], "optimizer.lr=-0.1: must be a finite number >= 0"),
+        (["++scheduler.threshold_mode=bad"], "optimizer/scheduler settings: threshold mode bad is unknown"),
     ],
 )
 def test_new_settings_are_checked_when_the_run_is_composed(overrides: list[str], message: str) -> None:
     with pytest.raises(UserError, match=message):
-        check_run_config(compose_config("train", overrides))
+        check_settings(compose_config("train", overrides))
 
 
 def test_paper_recipe_selects_every_paper_choice() -> None:

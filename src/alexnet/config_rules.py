@@ -15,14 +15,19 @@ and say what it must be in one line; pydantic reports a union (a count or a frac
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from alexnet.errors import UserError
+
+log = logging.getLogger(__name__)
 
 _ABSENT = object()
 
@@ -147,6 +152,7 @@ RULES: dict[str, Rule] = {
     "test": boolean(),
     "top_k": integer(1),
     "ckpt_path": files(),
+    "test_weights": choice("best", "last"),  # the best validation checkpoint, or the final weights (d2l)
     # data (fashion_mnist, imagenet)
     "data.num_classes": integer(1),
     "data.batch_size": integer(1),
@@ -164,6 +170,7 @@ RULES: dict[str, Rule] = {
     "data.download": boolean(),
     "data.on_device": boolean(),
     "data.skip_unreadable": boolean(),
+    "data.normalization": choice("per_channel", "paper"),
     "data.decode": choice("cpu", "device", "auto"),  # data=imagenet_prepared
     "data.seed": _or_null(SEED, null=True),  # data=imagenet_prepared's shuffle seed
     # model: AlexNet checks the rest of its arguments itself
@@ -251,3 +258,22 @@ def check_settings(cfg: DictConfig) -> None:
             problems.append(f"{key}={values[0]!r} but {other}={values[1]!r}; {fix}={values[0]!r}")
     if problems:
         raise UserError("; ".join(problems) + ".")
+    check_constructors(cfg)
+    if OmegaConf.select(cfg, "data.val_size") == 0 and cfg.get("test_weights") == "best" and cfg.get("test"):
+        log.warning(
+            "data.val_size=0 validates on the test set, so test_weights=best would pick the checkpoint by its test "
+            "accuracy; test_weights=last tests the final epoch's weights instead."
+        )
+
+
+def check_constructors(cfg: DictConfig) -> None:
+    """What only the optimizer's and scheduler's own constructors know (torch's checks, an unknown ``mode``...),
+    found by building them once on a dummy parameter: free, and long before Lightning builds them."""
+    if not cfg.get("optimizer"):
+        return
+    try:
+        optimizer = instantiate(cfg.optimizer)([torch.nn.Parameter(torch.zeros(1))])
+        if cfg.get("scheduler"):
+            instantiate(cfg.scheduler)(optimizer)
+    except (ValueError, TypeError) as error:
+        raise UserError(f"optimizer/scheduler settings: {error}") from error

@@ -20,7 +20,6 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from alexnet.checkpoints import check_fits
 from alexnet.config import Invocation
-from alexnet.config_checks import check_run_config
 from alexnet.config_rules import check_settings
 from alexnet.csv_logger import ResumableCSVLogger
 from alexnet.errors import LaunchError, UserError
@@ -166,7 +165,6 @@ def train(cfg: DictConfig, invocation: Invocation | None = None) -> float | None
     with claiming(output_dir, cfg.get("resume"), cfg.get("ckpt_path")):
         cfg = continue_run(cfg, invocation.typed_keys())
         check_settings(cfg)  # the resumed config too: the saved values with the ones typed now
-        check_run_config(cfg)
         describe_run(cfg, invocation)
         run = build(cfg, invocation.multirun)
         preflight(cfg, run)
