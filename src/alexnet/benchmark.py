@@ -30,7 +30,7 @@ from torchvision import transforms
 
 from alexnet.data.fashion_mnist import FashionMNISTDataModule, write_random_fashion_mnist
 from alexnet.errors import UserError
-from alexnet.run import build
+from alexnet.run import Run, build
 
 log = logging.getLogger(__name__)
 
@@ -69,20 +69,25 @@ def apply_fast_paths(cfg: DictConfig, setting: str | None) -> None:
         cfg.model.compile = gpu
 
 
-def lightning_path(cfg: DictConfig) -> tuple[float, L.Trainer, FashionMNISTDataModule]:
-    """(a): ``alexnet-train``'s own objects (``alexnet.run.build``), timed by a callback at every step end."""
-    warmup, steps = cfg.bench.warmup, cfg.bench.steps
+def timed_fit(cfg: DictConfig, warmup: int, steps: int, too_few: str) -> tuple[float, Run]:
+    """The median step time of ``alexnet-train``'s own objects (``alexnet.run.build``) fitting ``cfg`` for
+    ``warmup + steps`` steps, timed by a callback at every step end; ``too_few`` says which settings to change
+    when the data runs out first."""
     with open_dict(cfg):
         cfg.trainer.max_steps = warmup + steps
     run = build(cfg)
     timer = next(c for c in run.trainer.callbacks if isinstance(c, StepTimer))
     run.trainer.fit(run.module, datamodule=run.datamodule)
     if len(timer.ends) < warmup + steps:
-        raise UserError(
-            f"The training set gave only {len(timer.ends)} batches of data.batch_size={cfg.data.batch_size}; "
-            f"bench.warmup + bench.steps = {warmup + steps} are needed. Use fewer steps or a smaller batch."
-        )
-    return median_step(timer.ends, warmup), run.trainer, run.datamodule
+        raise UserError(f"The training set gave only {len(timer.ends)} of the {warmup + steps} steps needed; {too_few}")
+    return median_step(timer.ends, warmup), run
+
+
+def lightning_path(cfg: DictConfig) -> tuple[float, L.Trainer, FashionMNISTDataModule]:
+    """(a): ``alexnet-train``'s own step."""
+    too_few = f"use fewer bench.warmup + bench.steps or a smaller data.batch_size={cfg.data.batch_size}."
+    seconds, run = timed_fit(cfg, cfg.bench.warmup, cfg.bench.steps, too_few)
+    return seconds, run.trainer, run.datamodule
 
 
 def timed_steps(step: Callable[[], None], device: torch.device, warmup: int, steps: int) -> float:

@@ -27,14 +27,13 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision.io import ImageReadMode, decode_jpeg
 
-from alexnet.benchmark import StepTimer, apply_fast_paths, gpu_name, median_step, synchronize
+from alexnet.benchmark import apply_fast_paths, gpu_name, synchronize, timed_fit
 from alexnet.data.image_files import read_patch
 from alexnet.data.imagenet import ImageNetDataModule
 from alexnet.data.imagenet_input import imagenet_class_names
 from alexnet.data.imagenet_prepare import PatchSettings, prepare
 from alexnet.data.imagenet_prepared import PreparedImageNetDataModule
 from alexnet.errors import UserError
-from alexnet.run import build
 
 log = logging.getLogger(__name__)
 # ILSVRC-2012's typical sizes (width x height), both orientations; most of its photos are 500 px on the long side.
@@ -98,20 +97,12 @@ def loader_rate(module: Any, batches: int, device: torch.device) -> float:
 def training_step_rate(cfg: DictConfig, data: DictConfig) -> float:
     """Images/s of ``alexnet-train``'s step (median step time) with ``data`` as the data module."""
     bench = cfg.bench.imagenet
-    warmup, steps = bench.warmup, bench.steps
     run_cfg = cfg.copy()
     with open_dict(run_cfg):
         run_cfg.data = data
-        run_cfg.trainer.max_steps = warmup + steps
-    run = build(run_cfg)
-    timer = next(c for c in run.trainer.callbacks if isinstance(c, StepTimer))
-    run.trainer.fit(run.module, datamodule=run.datamodule)
-    if len(timer.ends) < warmup + steps:
-        raise UserError(
-            f"bench.imagenet.images={bench.images} give only {len(timer.ends)} batches of {bench.batch_size}; "
-            f"bench.imagenet.warmup + steps = {warmup + steps} are needed."
-        )
-    return bench.batch_size / median_step(timer.ends, warmup)
+    too_few = f"raise bench.imagenet.images={bench.images} or lower bench.imagenet.warmup and steps."
+    seconds, _ = timed_fit(run_cfg, bench.warmup, bench.steps, too_few)
+    return bench.batch_size / seconds
 
 
 def decode_only_rates(source: Path, prepared_jpeg: Path, count: int) -> dict[str, float]:

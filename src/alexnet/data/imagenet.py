@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, default_collate
@@ -43,41 +44,27 @@ class ImageNetDataModule(ImageNetInput):
 
     Args:
         root: folder holding ``train/`` and ``val/`` (see ``LAYOUT``).
-        num_classes: class folders expected; must match the model's width.
-        input_size: crop side (the model's input size, 224 or 227).
-        channels: 3 for RGB nets (1 converts to grey).
         resize_size: shorter side and central square the loader prepares (the paper: 256).
-        test_crops: 10 (four corners + centre and their mirrors, softmax averaged) or 1 (centre) for ``test``.
-        lighting_std: standard deviation of the PCA lighting's alpha (the paper: 0.1; 0 turns it off).
         skip_unreadable: skip (with a warning naming the file) images that cannot be decoded; false stops.
         prefetch_factor: batches each worker prepares ahead, so JPEG decoding overlaps the GPU step.
-        normalization: ``paper`` (raw 0-255 pixels minus the training set's mean image, computed once and
-            cached as ``<root>/mean_image_train_<resize_size>px.pt``) or ``per_channel`` (``mean``/``std`` of
-            [0, 1] pixels).
+        **pipeline: the on-device pipeline's settings (``num_classes``: class folders expected, ``input_size``,
+            ``channels``, ``test_crops``, ``flip``, ``lighting_std``, ``mean``, ``std``, ``normalization``), as
+            ``ImageNetInput`` documents them. Under ``normalization=paper`` the mean image is computed once and
+            cached as ``<root>/mean_image_train_<resize_size>px.pt``.
     """
 
     def __init__(
         self,
         root: str,
-        num_classes: int = 1000,
-        input_size: int = 224,
-        channels: int = 3,
         batch_size: int = 128,
         num_workers: int = 8,
         pin_memory: bool = True,
         resize_size: int = 256,
-        test_crops: int = 10,
-        flip: bool = True,
-        lighting_std: float = 0.1,
-        mean: tuple[float, ...] = (0.485, 0.456, 0.406),
-        std: tuple[float, ...] = (0.229, 0.224, 0.225),
         skip_unreadable: bool = True,
         prefetch_factor: int = 4,
-        normalization: str = "per_channel",
+        **pipeline: Any,
     ) -> None:
-        super().__init__(
-            num_classes, input_size, channels, resize_size, test_crops, flip, lighting_std, mean, std, normalization
-        )
+        super().__init__(resize_size, **pipeline)
         self.root = Path(root).expanduser().absolute()
         self.batch_size, self.num_workers, self.pin_memory = batch_size, num_workers, pin_memory
         self.skip_unreadable, self.prefetch_factor = skip_unreadable, prefetch_factor

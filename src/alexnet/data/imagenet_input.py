@@ -66,16 +66,16 @@ class ImageNetInput(L.LightningDataModule):
 
     def __init__(
         self,
-        num_classes: int,
-        input_size: int,
-        channels: int,
         resize_size: int | None,
-        test_crops: int,
-        flip: bool,
-        lighting_std: float,
-        mean: tuple[float, ...],
-        std: tuple[float, ...],
-        normalization: str,
+        num_classes: int = 1000,
+        input_size: int = 224,
+        channels: int = 3,
+        test_crops: int = 10,
+        flip: bool = True,
+        lighting_std: float = 0.1,
+        mean: tuple[float, ...] = (0.485, 0.456, 0.406),
+        std: tuple[float, ...] = (0.229, 0.224, 0.225),
+        normalization: str = "per_channel",
         patch_source: str = "data.resize_size",
     ) -> None:
         super().__init__()

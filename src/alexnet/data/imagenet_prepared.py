@@ -88,42 +88,32 @@ class PreparedImageNetDataModule(ImageNetInput):
         root: the prepared set: a folder or an ``s3://`` (``gs://``, ``r2://``) URL holding ``manifest.json``.
         cache_dir: where chunks of a remote ``root`` are cached locally (null: litdata's default,
             ``~/.lightning/chunks``); each split gets a subfolder.
-        num_classes: must equal the manifest's class count (the model's width follows it).
         decode: ``cpu`` (loader workers decode each JPEG patch), ``device`` (workers only read bytes; the batch
             is decoded on the training device in one call, nvjpeg on a GPU) or ``auto`` (``device`` on CUDA).
             Raw patches need no decoding.
         seed: shuffle seed of the training order (null: the run's seed); litdata reshuffles every epoch.
-        normalization: as ``ImageNetDataModule``; under ``paper`` the mean of the prepared training patches is
-            computed once and cached as ``<root>/mean_image_train_<side>px.pt`` (for a bucket: in
+        batch_size, num_workers, pin_memory, prefetch_factor: as ``ImageNetDataModule``.
+        **pipeline: the on-device pipeline's settings, as ``ImageNetInput`` documents them; ``num_classes`` must
+            equal the manifest's class count. Under ``normalization=paper`` the mean of the prepared training
+            patches is computed once and cached as ``<root>/mean_image_train_<side>px.pt`` (for a bucket: in
             ``$ALEXNET_CACHE_DIR/mean_images/``).
-        Others: as ``ImageNetDataModule``.
     """
 
     def __init__(
         self,
         root: str,
         cache_dir: str | None = None,
-        num_classes: int = 1000,
-        input_size: int = 224,
-        channels: int = 3,
         batch_size: int = 128,
         num_workers: int = 8,
         pin_memory: bool = True,
         prefetch_factor: int = 4,
         decode: str = "auto",
-        test_crops: int = 10,
-        flip: bool = True,
-        lighting_std: float = 0.1,
-        mean: tuple[float, ...] = (0.485, 0.456, 0.406),
-        std: tuple[float, ...] = (0.229, 0.224, 0.225),
         seed: int | None = None,
-        normalization: str = "per_channel",
+        **pipeline: Any,
     ) -> None:
         if decode not in DECODE_CHOICES:
             raise UserError(f"data.decode={decode!r}: choose cpu, device (batched on the GPU) or auto.")
-        super().__init__(
-            num_classes, input_size, channels, None, test_crops, flip, lighting_std, mean, std, normalization
-        )
+        super().__init__(None, **pipeline)  # the patch size is the manifest's, read when first needed
         self.root = check_location(root, "data.root")
         self._manifest: dict[str, Any] | None = None  # read when first needed, like data=imagenet's folders
         self.cache_dir = cache_dir
