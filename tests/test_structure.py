@@ -15,7 +15,7 @@ from alexnet.model import AlexNet, Ensemble, log_mean_softmax
 from conftest import compose_config
 
 PACKAGE = Path(alexnet.__file__).parent
-ENTRY_POINTS = {"train", "evaluate", "predict", "summary", "bench", "report", "figures"}
+ENTRY_POINTS = {"train", "evaluate", "predict", "summary", "bench", "report", "figures", "prepare"}
 MODULES = sorted(PACKAGE.rglob("*.py"))
 
 
@@ -31,6 +31,13 @@ def imported_modules(tree: ast.Module) -> set[str]:
 
 @pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(PACKAGE)))
 def test_no_module_imports_an_entry_point(path: Path) -> None:
+    imported = imported_modules(ast.parse(path.read_text()))
+    assert not {f"alexnet.{name}" for name in ENTRY_POINTS} & imported
+
+
+@pytest.mark.parametrize("path", sorted(Path(__file__).parent.glob("*.py")), ids=lambda p: p.name)
+def test_tests_reach_commands_through_the_library_or_as_commands(path: Path) -> None:
+    """Tests run a command as a user does (``run_cli``, ``run_main`` by its script name) or call the library."""
     imported = imported_modules(ast.parse(path.read_text()))
     assert not {f"alexnet.{name}" for name in ENTRY_POINTS} & imported
 

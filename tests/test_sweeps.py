@@ -13,10 +13,9 @@ import yaml
 from wandb.proto import wandb_internal_pb2
 
 from alexnet.paper_figures import FILES
-from alexnet.report import main as report_main
 from alexnet.run import build
 from alexnet.sweep_report import report
-from conftest import assert_visible, column, compose_config, read_metrics, run_cli, train_config
+from conftest import assert_visible, column, compose_config, read_metrics, run_cli, run_main, train_config
 
 TINY = ["model.input_size=67", "model.channels=[8,16,16,16,16]", "model.hidden_size=32", "data.download=false",
         "data.batch_size=8", "++callbacks.progress_bar=null", "trainer.log_every_n_steps=1"]  # fmt: skip
@@ -146,7 +145,8 @@ def test_four_job_multirun_gives_four_wandb_runs_visible_pictures_and_a_report_p
     }
     for logger, folder in copies.items():
         if logger == "wandb":
-            report_main([str(folder)])  # the command's own entry point
+            made = run_main("alexnet-report", str(folder), cwd=folder)  # the command itself, in this process
+            assert made.returncode == 0, made.stderr[-2000:]
         else:
             report(folder)
         table = (folder / "report.md").read_text().splitlines()
