@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.io import ImageReadMode, decode_jpeg
 
 from alexnet.benchmark import apply_fast_paths, gpu_name, synchronize, timed_fit
+from alexnet.data.batch_buffers import ReusedBatchBuffers
 from alexnet.data.image_files import read_patch
 from alexnet.data.imagenet import ImageNetDataModule
 from alexnet.data.imagenet_input import imagenet_class_names
@@ -149,9 +150,16 @@ class BlankPatches(Dataset):
 
 
 def transfer_floor(batch_size: int, workers: int, batches: int, side: int = 256) -> float:
-    """Images/s per worker of a DataLoader whose workers only pass uint8 patches to the training process: the
-    ceiling of every path that decodes in the workers, set by moving 3 x side x side bytes per image."""
-    loader = DataLoader(BlankPatches(batch_size * (batches + 1), side), batch_size=batch_size, num_workers=workers)
+    """Images/s per worker of a DataLoader whose workers only pass uint8 patches to the training process, through
+    the reused shared buffers the training loaders use: the ceiling of every path that decodes in the workers,
+    set by moving 3 x side x side bytes per image."""
+    loader = DataLoader(
+        BlankPatches(batch_size * (batches + 1), side),
+        batch_size=batch_size,
+        num_workers=workers,
+        prefetch_factor=2,
+        collate_fn=ReusedBatchBuffers(2 + 3),
+    )
     iterator = iter(loader)
     next(iterator)
     start, images = time.perf_counter(), 0

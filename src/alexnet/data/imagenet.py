@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import DataLoader, default_collate
 from torchvision.datasets import ImageFolder
 
+from alexnet.data.batch_buffers import ReusedBatchBuffers
 from alexnet.data.batch_size import evaluation_sampler, per_device_batch_size
 from alexnet.data.image_files import IMAGE_EXTENSIONS, ClassFolders, is_image_file, load_image
 from alexnet.data.imagenet_input import ImageNetInput, imagenet_class_names
@@ -31,12 +32,17 @@ LAYOUT = """Expected layout (ImageFolder, one folder per class, e.g. ILSVRC-2012
   <data.root>/val/n01440764/*.JPEG    ...  (the validation images sorted into the same class folders)"""
 
 
-def collate_readable(batch: list[tuple[torch.Tensor | None, int]]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Drop the samples whose image could not be read (``load_image`` returned None)."""
-    readable = [sample for sample in batch if sample[0] is not None]
-    if not readable:
+def readable(batch: list[tuple[torch.Tensor | None, int]]) -> list[tuple[torch.Tensor, int]]:
+    """The samples whose image could be read (``load_image`` returns None for the others)."""
+    found = [sample for sample in batch if sample[0] is not None]
+    if not found:
         raise UserError("Every image of a batch was unreadable; check the dataset files (see the warnings above).")
-    return default_collate(readable)
+    return found
+
+
+def collate_readable(batch: list[tuple[torch.Tensor | None, int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """One batch of the samples whose image could be read."""
+    return default_collate(readable(batch))
 
 
 class ImageNetDataModule(ImageNetInput):
@@ -140,7 +146,8 @@ class ImageNetDataModule(ImageNetInput):
             pin_memory=self.pin_memory,
             persistent_workers=self.num_workers > 0,
             prefetch_factor=self.prefetch_factor if self.num_workers > 0 else None,
-            collate_fn=collate_readable,
+            # Training batches go through reused shared buffers (a fresh one per batch costs as much as decoding).
+            collate_fn=ReusedBatchBuffers(self.prefetch_factor + 3, readable) if shuffle else collate_readable,
             drop_last=shuffle,
         )
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from litdata import StreamingDataLoader, StreamingDataset
 from torch.utils.data import DataLoader, Dataset, default_collate
 from torchvision.io import ImageReadMode, decode_jpeg
 
+from alexnet.data.batch_buffers import ReusedBatchBuffers
 from alexnet.data.batch_size import per_device_batch_size
 from alexnet.data.imagenet_input import ImageNetInput
 from alexnet.data.imagenet_prepare import MANIFEST, SPLITS, read_manifest
@@ -229,13 +231,19 @@ class PreparedImageNetDataModule(ImageNetInput):
             # Fresh workers each epoch: persistent ones would keep the first epoch's shuffle.
             persistent_workers=False,
             prefetch_factor=self.prefetch_factor if self.num_workers > 0 else None,
-            collate_fn=collate_encoded if self.decodes_on_device() else default_collate,
+            collate_fn=self._collate(shuffle),
             shuffle=shuffle,
             drop_last=shuffle,
             # Its own generator: a DataLoader draws its workers' base seed from the global RNG each time it starts
             # an iterator, which would shift the crops and dropout after a resume (one extra iterator).
             generator=torch.Generator().manual_seed(self._seed()),
         )
+
+    def _collate(self, training: bool) -> Callable:
+        if self.decodes_on_device():
+            return collate_encoded
+        # Training batches go through reused shared buffers (a fresh one per batch costs as much as decoding).
+        return ReusedBatchBuffers(self.prefetch_factor + 3) if training else default_collate
 
     def train_dataloader(self) -> StreamingDataLoader:
         return self._loader("train")
