@@ -21,26 +21,29 @@ def existing_file(path: str | Path) -> Path:
     return path
 
 
-def checkpoint_step(path: str | Path) -> int:
-    """The optimizer step a Lightning checkpoint was saved at. Memory-mapped, so the weights are not read:
-    the checkpoint is about to be loaded in full by the Trainer."""
+def _resume_checkpoint(path: str | Path) -> tuple[Path, dict]:
+    """A Lightning checkpoint, memory-mapped (its weights are not read: the Trainer loads it in full afterwards)."""
     path = existing_file(path)
     try:
-        return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["global_step"])
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        int(checkpoint["global_step"])
     except Exception as error:  # truncated zip, not a torch file, no global_step
         raise UserError(f"ckpt_path={path} is not a readable Lightning checkpoint ({type(error).__name__}).") from error
+    return path, checkpoint
+
+
+def checkpoint_step(path: str | Path) -> int:
+    """The optimizer step a Lightning checkpoint was saved at."""
+    return int(_resume_checkpoint(path)[1]["global_step"])
 
 
 def check_fits(path: str | Path, module: torch.nn.Module) -> int:
     """The step of the checkpoint ``path`` that training ``module`` will start from, after checking that its
-    weights fit ``module`` name by name and shape by shape (Lightning would stop with a traceback).
-    Memory-mapped: the Trainer loads it in full afterwards."""
-    path = existing_file(path)
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-        step, saved = int(checkpoint["global_step"]), checkpoint["state_dict"]
-    except Exception as error:  # truncated zip, not a torch file, no global_step
-        raise UserError(f"ckpt_path={path} is not a readable Lightning checkpoint ({type(error).__name__}).") from error
+    weights fit ``module`` name by name and shape by shape (Lightning would stop with a traceback)."""
+    path, checkpoint = _resume_checkpoint(path)
+    step, saved = int(checkpoint["global_step"]), checkpoint.get("state_dict")
+    if not isinstance(saved, dict):
+        raise UserError(f"ckpt_path={path} is not a readable Lightning checkpoint (KeyError).")
     ours = module.state_dict()
     differences = [
         f"{key} is {list(saved[key].shape)} there and {list(value.shape)} here"
