@@ -20,7 +20,8 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig
 
-from alexnet.config import CONFIG_DIR
+import alexnet.run.folder  # noqa: F401  (registers the resolvers that place a run's folder)
+from alexnet.config.location import CONFIG_DIR
 from alexnet.data.fashion_mnist import write_idx
 
 BIN = Path(sys.executable).parent
@@ -221,7 +222,7 @@ def make_quirky_imagenet(root: Path, per_class: dict[str, int] | None = None) ->
 
 def make_prepared(root: Path, source: Path, **settings: object) -> Path:
     """``alexnet-prepare``'s output for ``source``, written in this process with one worker."""
-    from alexnet.data.imagenet_prepare import PatchSettings, prepare
+    from alexnet.data.imagenet.prepared_writer import PatchSettings, prepare
 
     prepare(str(source), str(root), PatchSettings(**settings), num_workers=1)
     return root

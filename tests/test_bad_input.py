@@ -15,8 +15,9 @@ import pytest
 import torch
 from PIL import Image
 
-from alexnet.model import AlexNet
-from alexnet.run import build, train
+from alexnet.models.alexnet import AlexNet
+from alexnet.run.build import build
+from alexnet.run.training import train
 from conftest import WNIDS, make_imagenet, run_cli, run_main, train_config
 
 TINY_NET = ["model.input_size=67", "model.channels=[8,16,16,16,16]", "model.hidden_size=32"]

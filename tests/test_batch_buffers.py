@@ -9,7 +9,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from alexnet.data.batch_buffers import ReusedBatchBuffers
-from alexnet.data.imagenet import ImageNetDataModule
+from alexnet.data.imagenet.image_folder import ImageNetDataModule
 
 PREFETCH = 2
 

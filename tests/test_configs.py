@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import lightning as L
@@ -10,11 +11,18 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from alexnet.config import CONFIG_DIR
-from alexnet.config_rules import RULES, check_settings
-from alexnet.data.imagenet_prepare import PatchSettings
-from alexnet.model import AlexNet
-from alexnet.run import instantiate_group
+from alexnet.config.location import CONFIG_DIR
+from alexnet.config.rules import RULES, check_settings
+from alexnet.data.fashion_mnist import FashionMNISTDataModule
+from alexnet.data.imagenet.image_folder import ImageNetDataModule
+from alexnet.data.imagenet.prepared_reader import PreparedImageNetDataModule
+from alexnet.data.imagenet.prepared_writer import PatchSettings
+from alexnet.errors import UserError
+from alexnet.models.alexnet import AlexNet, ArchitectureError
+from alexnet.models.lit_alexnet import LitAlexNet
+from alexnet.optim.paper_plateau import PaperPlateau
+from alexnet.optim.paper_sgd import PaperSGD
+from alexnet.run.build import instantiate_group
 from conftest import compose_config
 
 CONFIG_FILES = sorted(p.relative_to(CONFIG_DIR) for p in CONFIG_DIR.rglob("*.yaml"))
@@ -93,7 +101,7 @@ def test_defaults_are_the_paper_optimizer_and_schedule(tmp_path: Path) -> None:
 
 # The model configs as composed before torchvision.yaml and d2l.yaml were made to inherit from paper.yaml (plus
 # model.lrn_across_towers, added since).
-PAPER = {"_target_": "alexnet.model.AlexNet", "channels": [96, 256, 384, 384, 256], "in_channels": 3,
+PAPER = {"_target_": "alexnet.models.alexnet.AlexNet", "channels": [96, 256, 384, 384, 256], "in_channels": 3,
          "num_classes": "${oc.select:data.num_classes,1000}", "input_size": 227, "conv1_padding": None, "groups": 2,
          "lrn": True, "lrn_across_towers": False, "lrn_size": 5, "lrn_alpha": 0.0001, "lrn_beta": 0.75,
          "lrn_k": 2.0, "overlapping_pool": True,
@@ -141,3 +149,74 @@ def test_every_rule_names_a_setting_that_some_config_has(tmp_path: Path) -> None
             cfg = compose_file(path, tmp_path)
             collect(OmegaConf.to_container(cfg, resolve=False), "")
     assert not set(RULES) - keys, sorted(set(RULES) - keys)
+
+
+def refusal(config: str, *overrides: str) -> str:
+    """The one-line message a user gets for ``overrides``: what the rules table says of the composed config."""
+    cfg = compose_config(config, ["paths.root_dir=/tmp", "paths.output_dir=/tmp/run", *overrides])
+    with pytest.raises(UserError) as refused:
+        check_settings(cfg)
+    return str(refused.value)
+
+
+PARAMETER = [torch.nn.Parameter(torch.zeros(1))]
+# A class the configs build, given one value the table refuses, and the override that gives a user that value.
+CONSTRUCTORS = {
+    "PaperSGD momentum": (lambda: PaperSGD(PARAMETER, momentum=1.5), "train", "optimizer=paper_sgd",
+                          "optimizer.momentum=1.5"),
+    "PaperSGD lr": (lambda: PaperSGD(PARAMETER, lr=-1), "train", "optimizer=paper_sgd", "optimizer.lr=-1"),
+    "PaperPlateau max_drops": (lambda: PaperPlateau(PaperSGD(PARAMETER), max_drops=-1), "train",
+                               "scheduler=paper_plateau", "scheduler.max_drops=-1"),
+    "PaperPlateau patience": (lambda: PaperPlateau(PaperSGD(PARAMETER), patience=-2), "train",
+                              "scheduler=paper_plateau", "scheduler.patience=-2"),
+    "LitAlexNet nonfinite_loss": (lambda: LitAlexNet(AlexNet(num_classes=10), torch.optim.SGD, nonfinite_loss="x"),
+                                  "train", "module.nonfinite_loss=x"),
+    "LitAlexNet label_smoothing": (lambda: LitAlexNet(AlexNet(num_classes=10), torch.optim.SGD, label_smoothing=2),
+                                   "train", "module.label_smoothing=2"),
+    "ImageNetDataModule test_crops": (lambda: ImageNetDataModule("/nowhere", test_crops=5), "train", "data=imagenet",
+                                      "data.test_crops=5"),
+    "ImageNetDataModule channels": (lambda: ImageNetDataModule("/nowhere", channels=2), "train", "data=imagenet",
+                                    "model.in_channels=2"),
+    "ImageNetDataModule normalization": (lambda: ImageNetDataModule("/nowhere", normalization="foo"), "train",
+                                         "data=imagenet", "data.normalization=foo"),
+    "FashionMNISTDataModule channels": (lambda: FashionMNISTDataModule("/nowhere", channels=2), "train",
+                                        "model.in_channels=2"),
+    "PreparedImageNetDataModule decode": (lambda: PreparedImageNetDataModule("/nowhere", decode="gpu"), "train",
+                                          "data=imagenet_prepared", "data.decode=gpu"),
+    "PatchSettings format": (lambda: PatchSettings("png"), "prepare", "format=png"),
+    "PatchSettings jpeg_quality": (lambda: PatchSettings(jpeg_quality=0), "prepare", "jpeg_quality=0"),
+    "PatchSettings resize_size": (lambda: PatchSettings(resize_size=0), "prepare", "resize_size=0"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", CONSTRUCTORS)
+def test_a_class_refuses_what_the_table_refuses_with_the_same_message(case: str) -> None:
+    """Each setting's rule lives once, in config/rules.py: a class used from Python says what a user's override
+    gets (before this, PaperSGD took momentum=1.5 that the table refused)."""
+    make, config, *overrides = CONSTRUCTORS[case]
+    expected = refusal(config, *overrides)
+    with pytest.raises(UserError) as refused:
+        make()
+    assert str(refused.value) == expected
+
+
+def test_the_net_checks_its_own_settings_and_the_table_none_of_them() -> None:
+    """AlexNet's file imports only torch, so the model.* rules are its own; the table must not restate them."""
+    assert not [key for key in RULES if key.startswith("model.")]
+    for name, value, message in (("lrn_k", -1, "must be a finite number >= 0."), ("init_std", 0, "> 0.")):
+        with pytest.raises(ArchitectureError, match=re.escape(f"model.{name}={value!r}: ") + ".*" + re.escape(message)):
+            AlexNet(**{name: value})
+
+
+def test_every_listed_trainer_argument_can_be_set_and_others_added(tmp_path: Path) -> None:
+    """conf/trainer/default.yaml's comment is true: a listed argument is set with trainer.<name>=, any other
+    Trainer argument added with +trainer.<name>=."""
+    cfg = compose_file(Path("trainer/default.yaml"), tmp_path, "trainer.accumulate_grad_batches=4",
+                       "+trainer.overfit_batches=2", "trainer.accelerator=cpu")  # fmt: skip
+    check_settings(cfg)
+    trainer = instantiate(cfg.trainer)
+    assert trainer.accumulate_grad_batches == 4 and trainer.overfit_batches == 2
+    defaults = instantiate(compose_file(Path("trainer/default.yaml"), tmp_path, "trainer.accelerator=cpu").trainer)
+    lightning = L.Trainer(accelerator="cpu", devices=1, logger=False)
+    for name in ("num_sanity_val_steps", "val_check_interval", "accumulate_grad_batches", "gradient_clip_algorithm"):
+        assert getattr(defaults, name, None) == getattr(lightning, name, None), f"trainer.{name} is not Lightning's"

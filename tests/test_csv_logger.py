@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from alexnet.csv_logger import ResumableCSVLogger
+from alexnet.run.metrics_csv import ResumableCSVLogger
 from conftest import read_metrics
 
 

@@ -102,7 +102,7 @@ def test_bad_settings(fashion_root: Path, kwargs: dict, message: str) -> None:
 
 def test_every_data_module_provides_the_shared_interface(fashion_root: Path, imagenet_root: Path) -> None:
     from alexnet.data import ImageClassificationData
-    from alexnet.data.imagenet import ImageNetDataModule
+    from alexnet.data.imagenet.image_folder import ImageNetDataModule
 
     modules = [
         FashionMNISTDataModule(root=str(fashion_root), download=False),

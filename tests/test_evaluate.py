@@ -13,11 +13,11 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from torch import nn
 
-from alexnet.checkpoints import net_from_checkpoint
+from alexnet.analysis.scored_net import net_from_checkpoint
+from alexnet.analysis.scoring import evaluate, predict
 from alexnet.errors import UserError, find_user_error
-from alexnet.evaluation import evaluate, predict
-from alexnet.model import AlexNet, ArchitectureError
-from alexnet.run import train
+from alexnet.models.alexnet import AlexNet, ArchitectureError
+from alexnet.run.training import train
 from conftest import WNIDS, compose_config, run_cli, run_main, train_config
 
 SMALL = ["model=paper", "model.input_size=96", "data.resize_size=110", "data.num_classes=3", "data.batch_size=2",
@@ -151,7 +151,7 @@ def test_bad_checkpoints_and_images(tmp_path: Path, imagenet_root: Path, checkpo
 
 def test_a_checkpoint_from_before_per_tower_lrn_keeps_its_cross_tower_window() -> None:
     """Runs saved before model.lrn_across_towers existed normalised across the towers; they are rebuilt so."""
-    model = {"_target_": "alexnet.model.AlexNet", "channels": [8, 16, 16, 16, 16], "input_size": 67,
+    model = {"_target_": "alexnet.models.alexnet.AlexNet", "channels": [8, 16, 16, 16, 16], "input_size": 67,
              "hidden_size": 32, "num_classes": 10, "groups": 2, "lrn": True}  # fmt: skip
     weights = {
         f"net.{k}": v for k, v in AlexNet(**{k: v for k, v in model.items() if k != "_target_"}).state_dict().items()

@@ -10,11 +10,11 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from torch.utils.flop_counter import FlopCounterMode
 
-from alexnet import throughput
 from alexnet.data.device_batches import DeviceBatches
-from alexnet.data.imagenet import ImageNetDataModule
-from alexnet.model import AlexNet
+from alexnet.data.imagenet.image_folder import ImageNetDataModule
+from alexnet.models.alexnet import AlexNet
 from alexnet.run import build
+from alexnet.tracking import throughput
 from conftest import column, read_metrics, train_config
 
 TINY = {"channels": (8, 16, 16, 16, 16), "hidden_size": 32, "num_classes": 10, "input_size": 67}

@@ -9,11 +9,12 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from alexnet.checkpoints import net_from_checkpoint, read_checkpoint, run_config
-from alexnet.fc7_neighbours import fc7, nearest, training_features
-from alexnet.paper_figures import FILES
-from alexnet.run import train
-from alexnet.run_metrics import read_csv_metrics
+from alexnet.analysis.fc7_neighbours import fc7, nearest, training_features
+from alexnet.analysis.paper_figures import FILES
+from alexnet.analysis.run_metrics import read_csv_metrics
+from alexnet.analysis.scored_net import net_from_checkpoint
+from alexnet.models.checkpoint_files import read_checkpoint, run_config
+from alexnet.run.training import train
 from conftest import assert_visible, run_cli, train_config
 
 TINY = ["model.input_size=67", "model.channels=[8,16,16,16,16]", "model.hidden_size=32", "data.batch_size=8",

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from alexnet.data.fashion_mnist import FashionMNISTDataModule
-from alexnet.data.imagenet import ImageNetDataModule
+from alexnet.data.imagenet.image_folder import ImageNetDataModule
 from alexnet.errors import UserError
 
 WHITE = 255

@@ -10,10 +10,11 @@ import pytest
 import torch
 
 from alexnet.data.batch_transforms import IMAGENET_EIGVAL, IMAGENET_EIGVEC, pca_lighting, random_crop_flip, ten_crop
-from alexnet.data.imagenet import ImageNetDataModule, imagenet_class_names
+from alexnet.data.imagenet.image_folder import ImageNetDataModule
+from alexnet.data.imagenet.pipeline import imagenet_class_names
 from alexnet.errors import UserError
-from alexnet.lit_alexnet import crop_averaged_log_probs
-from alexnet.model import AlexNet
+from alexnet.models.alexnet import AlexNet
+from alexnet.models.lit_alexnet import crop_averaged_log_probs
 from alexnet.run import build
 from conftest import WNIDS, make_imagenet, train_config
 

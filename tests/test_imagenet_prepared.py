@@ -23,14 +23,16 @@ import torch
 from litdata import StreamingDataset
 from torchvision.io import decode_jpeg
 
-from alexnet.checkpoints import net_from_checkpoint, read_checkpoint
-from alexnet.data.imagenet import ImageNetDataModule
-from alexnet.data.imagenet_prepare import PatchSettings, prepare
-from alexnet.data.imagenet_prepared import PreparedImageNetDataModule
+from alexnet.analysis.scored_net import net_from_checkpoint
+from alexnet.analysis.scoring import evaluate, predict
+from alexnet.data.imagenet.image_folder import ImageNetDataModule
+from alexnet.data.imagenet.prepared_reader import PreparedImageNetDataModule
+from alexnet.data.imagenet.prepared_writer import PatchSettings, prepare
 from alexnet.errors import UserError
-from alexnet.evaluation import evaluate, predict
-from alexnet.lit_alexnet import LitAlexNet
-from alexnet.run import build, train
+from alexnet.models.checkpoint_files import read_checkpoint
+from alexnet.models.lit_alexnet import LitAlexNet
+from alexnet.run.build import build
+from alexnet.run.training import train
 from conftest import (
     BIN,
     WNIDS,

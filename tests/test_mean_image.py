@@ -10,11 +10,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from alexnet.checkpoints import build_net_and_data
+from alexnet.analysis.scored_net import build_net_and_data
 from alexnet.data import mean_image
 from alexnet.data.batch_transforms import pca_lighting
 from alexnet.data.fashion_mnist import FashionMNISTDataModule
-from alexnet.data.imagenet import ImageNetDataModule, load_image
+from alexnet.data.image_files import load_image
+from alexnet.data.imagenet.image_folder import ImageNetDataModule
 from alexnet.run import build
 from conftest import WNIDS, compose_config, make_fashion_mnist, make_imagenet, train_config, write_jpeg
 

@@ -8,8 +8,8 @@ import torchvision
 from hydra.utils import instantiate
 from torch import nn
 
-from alexnet.layers import format_summary, layer_rows, neuron_count
-from alexnet.model import AlexNet, ArchitectureError
+from alexnet.models.alexnet import AlexNet, ArchitectureError
+from alexnet.models.layer_summary import format_summary, layer_rows, neuron_count
 from conftest import compose_config
 
 

@@ -8,10 +8,10 @@ import pytest
 import torch
 from torch import nn
 
-from alexnet.config_rules import check_settings
+from alexnet.config.rules import check_settings
 from alexnet.errors import UserError
-from alexnet.paper_plateau import PaperPlateau
-from alexnet.paper_sgd import PaperSGD
+from alexnet.optim.paper_plateau import PaperPlateau
+from alexnet.optim.paper_sgd import PaperSGD
 from conftest import compose_config
 
 # Learning rate per step: a /10 drop after step 4, as a schedule makes it (param_groups[i]["lr"] changes).
@@ -178,9 +178,9 @@ def test_paper_recipe_selects_every_paper_choice() -> None:
     assert cfg.data.normalization == "paper" and cfg.data.lighting_std == 0.1
     assert (cfg.model.groups, cfg.model.lrn, cfg.model.lrn_across_towers) == (2, True, False)
     assert (cfg.model.init, cfg.model.init_bias, cfg.model.init_std, cfg.model.input_size) == ("paper", 1.0, 0.01, 227)
-    assert cfg.optimizer._target_ == "alexnet.paper_sgd.PaperSGD" and not cfg.optimizer.decay_biases
+    assert cfg.optimizer._target_ == "alexnet.optim.paper_sgd.PaperSGD" and not cfg.optimizer.decay_biases
     assert (cfg.optimizer.lr, cfg.optimizer.momentum, cfg.optimizer.weight_decay) == (0.01, 0.9, 5e-4)
-    assert cfg.scheduler._target_ == "alexnet.paper_plateau.PaperPlateau"
+    assert cfg.scheduler._target_ == "alexnet.optim.paper_plateau.PaperPlateau"
     assert (cfg.scheduler.factor, cfg.scheduler.max_drops, cfg.scheduler.mode) == (0.1, 3, "max")
     assert (cfg.data.batch_size, cfg.trainer.max_epochs, cfg.module.scheduler_monitor) == (128, 90, "val/acc_top1")
     modern = compose_config(

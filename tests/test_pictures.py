@@ -9,11 +9,11 @@ import torch
 import wandb
 from torchvision.transforms import v2
 
+from alexnet.analysis.paper_figures import conv1_towers, filter_grid
 from alexnet.data.fashion_mnist import FashionMNISTDataModule
-from alexnet.data.imagenet import ImageNetDataModule
-from alexnet.model import AlexNet
-from alexnet.paper_figures import conv1_towers, filter_grid
-from alexnet.wandb_media import confusion_figure
+from alexnet.data.imagenet.image_folder import ImageNetDataModule
+from alexnet.models.alexnet import AlexNet
+from alexnet.tracking.wandb_media import confusion_figure
 from conftest import assert_visible, make_fashion_mnist, make_imagenet
 
 TINY = {"channels": [8, 16, 16, 16, 16], "hidden_size": 32, "input_size": 67}

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from alexnet.analysis.sweep_report import bar_plot, read_sweep, report, varying_keys
 from alexnet.errors import UserError
-from alexnet.sweep_report import bar_plot, read_sweep, report, varying_keys
 from conftest import assert_visible, compose_config
 
 ABLATION = {"model.lrn": ("true", "false"), "model.groups": ("1", "2"), "model.input_size": ("224", "227"),

@@ -14,7 +14,8 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from alexnet.errors import UserError
-from alexnet.run import build, train
+from alexnet.run.build import build
+from alexnet.run.training import train
 from conftest import BIN, column, read_metrics, run_cli, train_config
 
 # Small enough to be quick, slow enough (about 0.1 s a step on 2 cores) to be killed half-way.
@@ -169,7 +170,7 @@ def test_nan_loss_skip_drops_only_that_batch(tmp_path: Path, fashion_root: Path)
 
 
 def test_a_full_disk_fails_at_start(tmp_path: Path, fashion_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from alexnet import run as run_module
+    from alexnet.run import training as run_module
 
     monkeypatch.setattr(
         run_module.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**9, 10**9 - 10**6, 10**6)

@@ -16,11 +16,11 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from alexnet import run as run_module
-from alexnet.config import Invocation
+from alexnet.config.invocation import Invocation
 from alexnet.errors import UserError
-from alexnet.run import train
-from alexnet.run_folder import LOCK_FILE
+from alexnet.run import training as run_module
+from alexnet.run.folder import LOCK_FILE
+from alexnet.run.training import train
 from conftest import BIN, column, read_metrics, run_main, train_config
 
 # Four training and two validation batches an epoch, on a tiny net: each run takes seconds.
@@ -227,13 +227,13 @@ def test_case_5_a_killed_run_s_forked_children_do_not_keep_its_folder_locked(tmp
     """A run's DataLoader workers are forked while it holds the lock and can outlive a SIGKILL by seconds."""
     import sys
 
-    from alexnet.run_folder import claiming, lock_holder
+    from alexnet.run.folder import claiming, lock_holder
 
     folder = tmp_path / "run"
     script = (
         "import os, sys, time\n"
         "from pathlib import Path\n"
-        "from alexnet.run_folder import claiming\n"
+        "from alexnet.run.folder import claiming\n"
         "with claiming(Path(sys.argv[1]), None, None):\n"
         "    child = os.fork()\n"
         "    if child == 0:\n"

@@ -12,9 +12,9 @@ import pytest
 import yaml
 from wandb.proto import wandb_internal_pb2
 
-from alexnet.paper_figures import FILES
+from alexnet.analysis.paper_figures import FILES
+from alexnet.analysis.sweep_report import report
 from alexnet.run import build
-from alexnet.sweep_report import report
 from conftest import assert_visible, column, compose_config, read_metrics, run_cli, run_main, train_config
 
 TINY = ["model.input_size=67", "model.channels=[8,16,16,16,16]", "model.hidden_size=32", "data.download=false",
@@ -203,7 +203,7 @@ def test_launcher_configs_compose_with_one_task_per_gpu() -> None:
     assert cfg.trainer.devices == 8  # the launcher's tasks_per_node / gpus_per_node follow it (checked below)
     from hydra import compose, initialize_config_dir
 
-    from alexnet.config import CONFIG_DIR
+    from alexnet.config.location import CONFIG_DIR
 
     with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
         full = compose("train", ["hydra/launcher=slurm_multi_gpu", "trainer=ddp", "trainer.devices=8"],
@@ -226,7 +226,7 @@ def test_multirun_with_multi_device_ddp_is_refused_at_once(tmp_path: Path) -> No
 def test_ablation_experiment_sweeps_sixteen_configurations() -> None:
     from hydra import compose, initialize_config_dir
 
-    from alexnet.config import CONFIG_DIR
+    from alexnet.config.location import CONFIG_DIR
 
     with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
         cfg = compose("train", ["experiment=ablation_fashion_mnist"], return_hydra_config=True)
@@ -260,7 +260,7 @@ def test_multi_device_ddp_under_a_multirun_is_allowed_when_slurm_starts_the_rank
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from alexnet.errors import LaunchError
-    from alexnet.run import check_launch
+    from alexnet.run.build import check_launch
 
     cfg = compose_config("train", ["trainer=ddp", "trainer.devices=8"])
     check_launch(cfg, multirun=False)  # one run: Lightning starting the other ranks is what ddp does

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from alexnet.run import build, train
+from alexnet.run.build import build
+from alexnet.run.training import train
 from conftest import column, make_fashion_mnist, read_metrics, train_config
 
 TINY_NET = ["model.input_size=67", "model.channels=[8,16,16,16,16]", "model.hidden_size=32"]

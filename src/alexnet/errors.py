@@ -8,8 +8,6 @@ from contextlib import contextmanager
 
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 
-from alexnet.model import ArchitectureError
-
 
 class UserError(Exception):
     """Something the user can fix (a setting, a path, a file); the message says how."""
@@ -21,13 +19,19 @@ class LaunchError(UserError):
 
 # Lightning raises MisconfigurationException for Trainer settings it cannot honour (no GPU for
 # trainer.accelerator=gpu, more devices than the machine has).
-USER_ERRORS = (UserError, ArchitectureError, MisconfigurationException)
+USER_ERRORS = (UserError, MisconfigurationException)
+
+
+def is_user_error(error: BaseException) -> bool:
+    """A UserError, Lightning's MisconfigurationException, or an error whose class says ``user_error = True``:
+    ``alexnet.models.alexnet.ArchitectureError``, whose module imports only torch, so cannot subclass UserError."""
+    return isinstance(error, USER_ERRORS) or getattr(type(error), "user_error", False) is True
 
 
 def find_user_error(error: BaseException | None) -> BaseException | None:
     """The user error behind ``error``: Hydra's instantiate wraps what a constructor raises."""
     while error is not None:
-        if isinstance(error, USER_ERRORS):
+        if is_user_error(error):
             return error
         error = error.__cause__
     return None

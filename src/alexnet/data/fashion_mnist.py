@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset, random_
 from torchvision.datasets import FashionMNIST
 from torchvision.transforms import v2
 
+from alexnet.config.rules import check_values
 from alexnet.data.batch_size import evaluation_sampler, per_device_batch_size
 from alexnet.data.device_batches import DeviceBatches
 from alexnet.data.image_files import as_seen
@@ -75,8 +76,7 @@ class FashionMNISTDataModule(L.LightningDataModule):
         self.batch_size, self.val_size, self.split_seed = batch_size, val_size, split_seed
         self.num_workers, self.pin_memory, self.download = num_workers, pin_memory, download
         self.on_device = on_device
-        if channels not in (1, 3):
-            raise UserError(f"model.in_channels={channels}: the data can feed 1 (grey) or 3 (RGB) channels.")
+        check_values({"data.channels": channels, "data.batch_size": batch_size, "data.val_size": val_size})
         self.input_size, self.channels = input_size, channels
         self.normalization = PixelNormalization(normalization, mean, std)
         self.train_set: Dataset | None = None

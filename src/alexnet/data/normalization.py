@@ -18,19 +18,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torchvision.transforms import v2
 
+from alexnet.config.rules import check_values
 from alexnet.errors import UserError
-
-NORMALIZATIONS = ("paper", "per_channel")
-
-
-def check_normalization(name: object) -> str:
-    """``name`` if it is a known normalisation, else a UserError that lists them."""
-    if name not in NORMALIZATIONS:
-        raise UserError(
-            f"data.normalization={name!r}: choose paper (raw 0-255 pixels minus the training set's mean image, "
-            "as the 2012 paper) or per_channel (pixels in [0, 1], then (x - data.mean) / data.std)."
-        )
-    return str(name)
 
 
 class PixelNormalization:
@@ -43,10 +32,11 @@ class PixelNormalization:
     """
 
     def __init__(self, kind: str, mean: Sequence[float], std: Sequence[float]) -> None:
-        self.kind = check_normalization(kind)
+        check_values({"data.normalization": kind, "data.mean": list(mean), "data.std": list(std)})
+        self.kind = kind
         self.mean, self.std = [float(m) for m in mean], [float(s) for s in std]
-        if not self.mean or len(self.mean) != len(self.std) or any(s <= 0 for s in self.std):
-            raise UserError(f"data.mean={self.mean} / data.std={self.std}: give as many of each, std positive.")
+        if len(self.mean) != len(self.std):
+            raise UserError(f"data.mean={self.mean} / data.std={self.std}: give as many of each.")
         self._mean_image: torch.Tensor | None = None
         self._device_copies: dict[torch.device, torch.Tensor] = {}
 

@@ -1,0 +1,90 @@
+"""A trained net and the data module it is scored on, rebuilt from a checkpoint's own saved config (not today's
+defaults): what alexnet-eval, alexnet-predict and alexnet-figures work on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from alexnet.errors import UserError
+from alexnet.models.alexnet import AlexNet, Ensemble, net_weights
+from alexnet.models.checkpoint_files import check_classes, read_checkpoint, run_config
+
+
+def restore_data_state(datamodule: object, checkpoint: dict) -> None:
+    """Give a data module the state it saved in a checkpoint (the paper normalisation's mean image), as
+    Lightning does when it resumes from one."""
+    state = checkpoint.get(type(datamodule).__qualname__)
+    if state and hasattr(datamodule, "load_state_dict"):
+        datamodule.load_state_dict(state)
+
+
+def net_from_checkpoint(checkpoint: dict) -> AlexNet:
+    model_cfg = run_config(checkpoint).model
+    model_cfg.weights = None  # the checkpoint carries the trained weights
+    net = instantiate(model_cfg)
+    net.load_state_dict(net_weights(checkpoint["state_dict"]))
+    return net.eval()
+
+
+def checkpoint_paths(cfg: DictConfig) -> list[str]:
+    """``ckpt_path``: none, one path, or a list of paths (an ensemble)."""
+    paths = cfg.get("ckpt_path")
+    if paths is None:
+        return []
+    return [str(p) for p in paths] if isinstance(paths, ListConfig | list) else [str(paths)]
+
+
+@dataclass
+class ScoredNet:
+    """What alexnet-eval and alexnet-predict score: the net (one, or an averaging ensemble), its data module, how
+    many nets, and the names of its outputs in order."""
+
+    net: torch.nn.Module
+    datamodule: L.LightningDataModule
+    networks: int
+    class_names: list[str]
+
+
+def build_net_and_data(cfg: DictConfig, data_keys: list[str], compare_classes: bool = True) -> ScoredNet:
+    """The net(s) of ``cfg`` and the data module they are scored on.
+
+    With checkpoints, both come from the first checkpoint's saved config (not today's defaults), and only the
+    ``data.*`` keys typed now (``data_keys``, e.g. ``data.root``) replace its values. Without, from ``cfg``.
+    The class list each checkpoint recorded must be the same for all, and (``compare_classes``) the data's.
+    """
+    paths = checkpoint_paths(cfg)
+    recorded = None
+    if not paths:
+        model_cfg, data_cfg = cfg.model, cfg.data
+        nets = [instantiate(model_cfg).eval()]
+    else:
+        checkpoints = [read_checkpoint(p) for p in paths]
+        nets = [net_from_checkpoint(c) for c in checkpoints]
+        recorded = checkpoints[0].get("class_names")
+        for path, checkpoint in zip(paths[1:], checkpoints[1:], strict=True):
+            check_classes(recorded, checkpoint.get("class_names") or recorded, f"the ensemble's {path}")
+        saved = run_config(checkpoints[0])
+        model_cfg, data_cfg = saved.model, saved.data
+        for key in (k.lstrip("+~") for k in data_keys):
+            name = key.removeprefix("data.")
+            if name.split(".")[0] not in data_cfg:
+                settings = ", ".join(k for k in data_cfg if not k.startswith("_"))
+                raise UserError(
+                    f"{key}: the checkpoint's data module ({data_cfg._target_.rsplit('.', 1)[-1]}) has no such "
+                    f"setting. Its settings: {settings}."
+                )
+            OmegaConf.update(data_cfg, name, OmegaConf.select(cfg, key), force_add=True)
+    data_cfg.input_size, data_cfg.channels = model_cfg.input_size, model_cfg.in_channels
+    net = nets[0] if len(nets) == 1 else Ensemble(nets)
+    datamodule = instantiate(data_cfg)
+    if paths:
+        restore_data_state(datamodule, checkpoints[0])  # the mean image the net was trained with
+    if recorded is None or compare_classes:
+        data_names = datamodule.class_names()
+        check_classes(recorded, data_names, f"data.root={data_cfg.root}")
+    return ScoredNet(net, datamodule, len(nets), list(recorded) if recorded is not None else data_names)

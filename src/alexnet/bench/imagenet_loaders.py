@@ -1,0 +1,327 @@
+"""``alexnet-bench bench=imagenet``: ImageNet's loaders side by side, per loader worker, and the training step each.
+
+(i) ``data=imagenet``: every epoch each worker decodes the full-size JPEG with PIL, rescales and crops it;
+(ii) ``data=imagenet_prepared`` with ``decode=cpu``: the worker decodes the 256x256 JPEG patch ``alexnet-prepare``
+wrote once; (iii) the same with ``decode=device``: workers only read bytes and the GPU decodes the batch (on a GPU
+only; null otherwise); and raw uint8 patches (no decoding at all). Then ``model=paper``'s full training step
+(``alexnet-train``'s own objects) with (i), (ii) and (iii).
+
+The images are photographs, not flat colours (which decode unrealistically fast): matplotlib's bundled sample
+photo, randomly cropped, mirrored, tinted and rescaled to ImageNet's typical sizes, saved at JPEG quality 90.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import matplotlib.cbook
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf, open_dict
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+from torchvision.io import ImageReadMode, decode_jpeg
+
+from alexnet.bench.training_paths import apply_fast_paths, gpu_name, synchronize, timed_fit
+from alexnet.data.batch_buffers import ReusedBatchBuffers
+from alexnet.data.image_files import read_patch
+from alexnet.data.imagenet.image_folder import ImageNetDataModule
+from alexnet.data.imagenet.pipeline import imagenet_class_names
+from alexnet.data.imagenet.prepared_reader import PreparedImageNetDataModule
+from alexnet.data.imagenet.prepared_writer import PatchSettings, prepare
+from alexnet.errors import UserError
+
+log = logging.getLogger(__name__)
+# ILSVRC-2012's typical sizes (width x height), both orientations; most of its photos are 500 px on the long side.
+IMAGE_SIZES = ((500, 375), (375, 500), (500, 333), (333, 500), (500, 400), (640, 480), (480, 640), (600, 450))
+ILSVRC2012_IMAGES = {"train": 1_281_167, "val": 50_000}
+PATHS = ("i_imagefolder", "ii_prepared_cpu_decode", "iii_prepared_device_decode")
+
+
+def photo(rng: np.random.Generator, size: tuple[int, int]) -> Image.Image:
+    """A different photograph each call: a random crop of the sample photo at the target's aspect ratio, mirrored
+    half of the time, tinted, rescaled to ``size``."""
+    with Image.open(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)) as source:
+        source = source.convert("RGB")
+    width, height = size
+    scale = rng.uniform(0.6, 1.0) * min(source.width / width, source.height / height)
+    crop_w, crop_h = round(width * scale), round(height * scale)
+    left = int(rng.integers(0, source.width - crop_w + 1))
+    top = int(rng.integers(0, source.height - crop_h + 1))
+    image = source.crop((left, top, left + crop_w, top + crop_h)).resize(size, Image.Resampling.BICUBIC)
+    if rng.random() < 0.5:
+        image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    tint = rng.uniform(0.8, 1.2, size=3)
+    return Image.fromarray(np.clip(np.asarray(image) * tint, 0, 255).astype(np.uint8))
+
+
+def write_photo_imagenet(root: Path, classes: int, per_class: dict[str, int], seed: int = 0) -> list[str]:
+    """An ImageFolder of photographic JPEGs (quality 90) at ImageNet's sizes; returns the class wnids."""
+    rng = np.random.default_rng(seed)
+    wnids = sorted(imagenet_class_names())[:classes]
+    for split, count in per_class.items():
+        for wnid in wnids:
+            folder = root / split / wnid
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(count):
+                size = IMAGE_SIZES[int(rng.integers(len(IMAGE_SIZES)))]
+                photo(rng, size).save(folder / f"{wnid}_{i}.JPEG", quality=90)
+    return wnids
+
+
+def loader_rate(module: Any, batches: int, device: torch.device) -> float:
+    """Images/s the module's training loader delivers as uint8 batches on ``device``, after one untimed batch."""
+    module.setup("fit")
+    iterator = iter(module.train_dataloader())
+
+    def delivered() -> int:
+        batch = next(iterator)
+        if hasattr(module, "on_before_batch_transfer"):
+            batch = module.on_before_batch_transfer(batch, 0)  # decode=device decodes here
+        images = batch[0].to(device, non_blocking=True)
+        return len(images)
+
+    delivered()
+    synchronize(device)
+    start, images = time.perf_counter(), 0
+    for _ in range(batches):
+        images += delivered()
+    synchronize(device)
+    return images / (time.perf_counter() - start)
+
+
+def training_step_rate(cfg: DictConfig, data: DictConfig) -> float:
+    """Images/s of ``alexnet-train``'s step (median step time) with ``data`` as the data module."""
+    bench = cfg.bench.imagenet
+    run_cfg = cfg.copy()
+    with open_dict(run_cfg):
+        run_cfg.data = data
+    too_few = f"raise bench.imagenet.images={bench.images} or lower bench.imagenet.warmup and steps."
+    seconds, _ = timed_fit(run_cfg, bench.warmup, bench.steps, too_few)
+    return bench.batch_size / seconds
+
+
+def decode_only_rates(source: Path, prepared_jpeg: Path, count: int) -> dict[str, float]:
+    """Images/s of the decoding alone, one thread, no loader: what each path costs a worker at the least."""
+    from litdata import StreamingDataset
+
+    files = sorted(str(p) for p in (source / "train").rglob("*.JPEG"))[:count]
+    patches = [
+        torch.frombuffer(bytearray(s["image"]), dtype=torch.uint8)
+        for s in StreamingDataset(str(prepared_jpeg / "train"))
+    ]
+    patches = patches[:count]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in a loader worker
+    try:
+        start = time.perf_counter()
+        for path in files:
+            read_patch(path, 256)
+        full = len(files) / (time.perf_counter() - start)
+        start = time.perf_counter()
+        for data in patches:
+            decode_jpeg(data, mode=ImageReadMode.RGB)
+        patch = len(patches) / (time.perf_counter() - start)
+    finally:
+        torch.set_num_threads(threads)
+    return {
+        "i_pil_full_jpeg_resize_crop": full,
+        "ii_torchvision_prepared_patch": patch,
+        "ratio_ii_over_i": patch / full,
+    }
+
+
+class BlankPatches(Dataset):
+    """uint8 (3, side, side) zeros: a loader worker with nothing to do but hand patches over."""
+
+    def __init__(self, count: int, side: int) -> None:
+        self.count, self.side = count, side
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        return torch.zeros(3, self.side, self.side, dtype=torch.uint8), 0
+
+
+def transfer_floor(batch_size: int, workers: int, batches: int, side: int = 256) -> float:
+    """Images/s per worker of a DataLoader whose workers only pass uint8 patches to the training process, through
+    the reused shared buffers the training loaders use: the ceiling of every path that decodes in the workers,
+    set by moving 3 x side x side bytes per image."""
+    loader = DataLoader(
+        BlankPatches(batch_size * (batches + 1), side),
+        batch_size=batch_size,
+        num_workers=workers,
+        prefetch_factor=2,
+        collate_fn=ReusedBatchBuffers(2 + 3),
+    )
+    iterator = iter(loader)
+    next(iterator)
+    start, images = time.perf_counter(), 0
+    for batch, _ in iterator:
+        images += len(batch)
+    return images / (time.perf_counter() - start) / workers
+
+
+def mean_file_bytes(folder: Path) -> float:
+    sizes = [p.stat().st_size for p in folder.rglob("*.JPEG")]
+    return sum(sizes) / len(sizes)
+
+
+def imagenet_benchmark(cfg: DictConfig) -> dict[str, Any]:
+    """Write the photos, prepare them both ways, time the loaders and the training steps; what bench.json holds."""
+    bench = cfg.bench.imagenet
+    needed = bench.batch_size * (max(bench.loader_batches, bench.warmup + bench.steps) + 2)
+    if bench.images < needed:
+        raise UserError(
+            f"bench.imagenet.images={bench.images}: the timed batches need at least {needed} training images."
+        )
+    with open_dict(cfg):
+        cfg.model.num_classes = bench.classes  # the model follows the benchmark's classes, not data=fashion_mnist
+    prepare_workers = bench.prepare_workers or os.cpu_count() or 1
+    output_dir = Path(cfg.paths.output_dir)
+    source, jpeg, raw = (output_dir / "data" / name for name in ("imagenet", "prepared_jpeg", "prepared_raw"))
+    per_class = -(-bench.images // bench.classes)
+    log.info("Writing %d photographic JPEGs to %s", per_class * bench.classes, source)
+    write_photo_imagenet(source, bench.classes, {"train": per_class, "val": 1})
+    prepare_rates = {}
+    for folder, settings in ((jpeg, PatchSettings(jpeg_quality=bench.jpeg_quality)), (raw, PatchSettings("raw"))):
+        started = time.perf_counter()
+        manifest = prepare(str(source), str(folder), settings, num_workers=prepare_workers)
+        prepare_rates[settings.format] = manifest["splits"]["train"]["source_files"] / (time.perf_counter() - started)
+    apply_fast_paths(cfg, cfg.bench.fast_paths)
+
+    cuda = torch.cuda.is_available() and cfg.trainer.accelerator in ("auto", "gpu", "cuda")
+    device = torch.device("cuda") if cuda else torch.device("cpu")
+    common = {"num_classes": bench.classes, "batch_size": bench.batch_size, "num_workers": bench.workers,
+              "pin_memory": cuda}  # fmt: skip
+    folder_data = OmegaConf.merge(bench.folder_data, {"root": str(source), **common})
+    prepared = OmegaConf.merge(bench.prepared_data, {"root": str(jpeg), **common})
+    datas = {
+        "i_imagefolder": folder_data,
+        "ii_prepared_cpu_decode": OmegaConf.merge(prepared, {"decode": "cpu"}),
+        "iii_prepared_device_decode": OmegaConf.merge(prepared, {"decode": "device"}) if cuda else None,
+    }
+    modules = {
+        "i_imagefolder": lambda: ImageNetDataModule(**_kwargs(datas["i_imagefolder"])),
+        "ii_prepared_cpu_decode": lambda: PreparedImageNetDataModule(**_kwargs(datas["ii_prepared_cpu_decode"])),
+        "iii_prepared_device_decode": lambda: PreparedImageNetDataModule(
+            **_kwargs(datas["iii_prepared_device_decode"])
+        ),
+        "prepared_raw": lambda: PreparedImageNetDataModule(**_kwargs(OmegaConf.merge(prepared, {"root": str(raw)}))),
+    }
+    loader: dict[str, float | None] = {}
+    for name, make in modules.items():
+        if name == "iii_prepared_device_decode" and not cuda:
+            loader[name] = None
+            continue
+        module = make()
+        module.decode_device = device  # where decode=device decodes outside a Trainer
+        rate = loader_rate(module, bench.loader_batches, device)
+        loader[name] = rate / bench.workers
+        log.info("loader %s: %.0f images/s per worker", name, loader[name])
+    decode_only = decode_only_rates(source, jpeg, bench.images)
+    floor = transfer_floor(bench.batch_size, bench.workers, bench.loader_batches)
+    step: dict[str, float | None] = {}
+    for name in PATHS:
+        step[name] = None if datas[name] is None else training_step_rate(cfg, datas[name])
+        log.info("training step %s: %s images/s", name, step[name])
+
+    def ratio(rates: dict[str, float | None], name: str) -> float | None:
+        return None if rates[name] is None else rates[name] / rates["i_imagefolder"]
+
+    jpeg_manifest = json.loads((jpeg / "manifest.json").read_text())
+    jpeg_patch_bytes = jpeg_manifest["splits"]["train"]["bytes"] / jpeg_manifest["splits"]["train"]["images"]
+    raw_manifest = json.loads((raw / "manifest.json").read_text())
+    raw_patch_bytes = raw_manifest["splits"]["train"]["bytes"] / raw_manifest["splits"]["train"]["images"]
+    ilsvrc = sum(ILSVRC2012_IMAGES.values())
+    result = {
+        "suite": "imagenet",
+        "device": str(device),
+        "device_name": gpu_name(device),
+        "torch": torch.__version__,
+        "model_config": OmegaConf.to_container(cfg.model, resolve=True),
+        "precision": str(cfg.trainer.precision),
+        "batch_size": bench.batch_size,
+        "loader_workers": bench.workers,
+        "steps": bench.steps,
+        "warmup": bench.warmup,
+        "images": {
+            "train": per_class * bench.classes,
+            "sizes": [f"{w}x{h}" for w, h in IMAGE_SIZES],
+            "source_mean_bytes": mean_file_bytes(source / "train"),
+            "prepared_jpeg_quality": bench.jpeg_quality,
+            "prepared_jpeg_mean_bytes": jpeg_patch_bytes,
+            "prepared_raw_mean_bytes": raw_patch_bytes,
+        },
+        "ilsvrc2012_prepared_bytes_estimate": {"jpeg": jpeg_patch_bytes * ilsvrc, "raw": raw_patch_bytes * ilsvrc},
+        "prepare_images_per_sec": {**prepare_rates, "workers": prepare_workers},
+        "decode_only_images_per_sec_one_thread": decode_only,
+        "loader_images_per_sec_per_worker": loader,
+        "loader_transfer_floor_images_per_sec_per_worker": floor,
+        "loader_ratio_ii_over_i": ratio(loader, "ii_prepared_cpu_decode"),
+        "loader_ratio_iii_over_i": ratio(loader, "iii_prepared_device_decode"),
+        "loader_ratio_raw_over_i": ratio(loader, "prepared_raw"),
+        "train_step_images_per_sec": step,
+        "train_step_ratio_ii_over_i": ratio(step, "ii_prepared_cpu_decode"),
+        "train_step_ratio_iii_over_i": ratio(step, "iii_prepared_device_decode"),
+    }
+    (output_dir / "bench.json").write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def _kwargs(data: DictConfig) -> dict[str, Any]:
+    settings = OmegaConf.to_container(data, resolve=True)
+    settings.pop("_target_")
+    return settings
+
+
+def format_imagenet_table(result: dict[str, Any]) -> str:
+    def number(value: float | None, unit: str = "") -> str:
+        return "-" if value is None else f"{value:,.0f}{unit}"
+
+    def times(value: float | None) -> str:
+        return "-" if value is None else f"{value:.1f}x"
+
+    loader, step, images = (
+        result["loader_images_per_sec_per_worker"],
+        result["train_step_images_per_sec"],
+        result["images"],
+    )
+    rows = [
+        ("(i) data=imagenet: PIL decode of the full JPEG + resize", "i_imagefolder", None, None),
+        ("(ii) prepared JPEG patch, decode=cpu", "ii_prepared_cpu_decode", "loader_ratio_ii_over_i",
+         "train_step_ratio_ii_over_i"),
+        ("(iii) prepared JPEG patch, decode=device", "iii_prepared_device_decode", "loader_ratio_iii_over_i",
+         "train_step_ratio_iii_over_i"),
+        ("raw uint8 patch (no decoding)", "prepared_raw", "loader_ratio_raw_over_i", None),
+    ]  # fmt: skip
+    lines = [
+        f"device: {result['device']} ({result['device_name']}), batch {result['batch_size']}, "
+        f"{result['loader_workers']} loader worker(s), {result['model_config']['input_size']} px, "
+        f"{result['precision']}",
+        f"photos: {images['train']} at ImageNet's sizes, {images['source_mean_bytes'] / 1e3:.0f} KB each; prepared "
+        f"patches: JPEG q{images['prepared_jpeg_quality']} {images['prepared_jpeg_mean_bytes'] / 1e3:.1f} KB, raw "
+        f"{images['prepared_raw_mean_bytes'] / 1e3:.1f} KB",
+        f"{'path':<58}{'loader img/s/worker':>20}{'x (i)':>8}{'train img/s':>13}{'x (i)':>8}",
+    ]
+    decode = result["decode_only_images_per_sec_one_thread"]
+    for label, key, loader_ratio, step_ratio in rows:
+        lines.append(
+            f"{label:<58}{number(loader[key]):>20}{times(result[loader_ratio]) if loader_ratio else '':>8}"
+            f"{number(step.get(key)) if key in step else '':>13}{times(result[step_ratio]) if step_ratio else '':>8}"
+        )
+    lines.append(
+        f"a worker that only hands over uint8 256x256 patches: "
+        f"{result['loader_transfer_floor_images_per_sec_per_worker']:,.0f} images/s (the ceiling of (i), (ii), raw)"
+    )
+    lines.append(
+        f"decoding alone, one thread: full JPEG + resize {decode['i_pil_full_jpeg_resize_crop']:,.0f} images/s, "
+        f"prepared patch {decode['ii_torchvision_prepared_patch']:,.0f} images/s ({decode['ratio_ii_over_i']:.1f}x)"
+    )
+    return "\n".join(lines)

@@ -1,0 +1,108 @@
+"""Continuing a run in its own folder: ``resume=<folder>`` and ``ckpt_path=last``."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from alexnet.config.saved import upgraded
+from alexnet.errors import UserError
+from alexnet.models.checkpoint_files import checkpoint_step
+from alexnet.run.folder import CHECKPOINTS, LAST, RUN_RECORD, continues_run, reroot
+
+log = logging.getLogger(__name__)
+
+# model.* settings that change how the net runs, not what it is: the only ones a resumed run may change.
+RUNTIME_MODEL_KEYS = ("model.compile", "model.channels_last")
+_ABSENT = object()
+
+
+def saved_config(folder: Path) -> DictConfig:
+    """A run folder's ``config_resolved.yaml``, re-rooted to where the folder is now: every path under the folder
+    the run was started in (its checkpoints, logs, W&B files) points into ``folder``, wherever it was copied or
+    moved to; paths outside it (the data) are kept."""
+    path = folder / RUN_RECORD
+    try:
+        saved = OmegaConf.load(path)
+    except Exception as error:  # unreadable, not UTF-8, not YAML
+        raise UserError(
+            f"{path} cannot be read ({type(error).__name__}: {str(error).splitlines()[0][:200]}); the run's config "
+            f"is damaged. Restore it (each checkpoint holds a copy, under hyper_parameters.run_config) or start again."
+        ) from error
+    if not isinstance(saved, DictConfig) or "paths" not in saved or "model" not in saved:
+        raise UserError(f"{path} is not a config written by alexnet-train; the run's config is damaged.")
+    plain, old = OmegaConf.to_container(saved), str(saved.paths.output_dir)
+    if old != str(folder):
+        log.info("The run folder moved from %s to %s: continuing in %s", old, folder, folder)
+        plain = reroot(plain, old, str(folder))
+    return upgraded(plain)
+
+
+def resume_point(folder: Path) -> Path:
+    """``checkpoints/last.ckpt``, readable; a damaged one names the run's intact checkpoints instead."""
+    last = folder / CHECKPOINTS / LAST
+    if not last.is_file():
+        raise UserError(
+            f"{folder} has no checkpoints/last.ckpt: the run stopped before its first checkpoint. Start it again."
+        )
+    try:
+        checkpoint_step(last)
+    except UserError:
+        intact = []
+        for other in sorted(last.parent.glob("*.ckpt")):
+            try:
+                intact.append(f"{other} (step {checkpoint_step(other)})")
+            except UserError:
+                continue
+        if not intact:
+            raise UserError(f"{last} is damaged and the run has no other intact checkpoint; start it again.") from None
+        first = intact[0].split(" (")[0]
+        raise UserError(
+            f"{last} is damaged (not a readable checkpoint). Intact checkpoints of this run: {', '.join(intact)}. "
+            f"Continue from one of them: cp {first} {last}, then alexnet-train resume={folder}"
+        ) from None
+    return last
+
+
+def is_config_group(cfg: DictConfig, name: str) -> bool:
+    """Whether a top-level key is a config group (``model=paper``, ``experiment=...``): a node of settings, or an
+    option that places its settings elsewhere (``experiment``, ``debug``), rather than a value (``seed``, ``test``)."""
+    return name not in cfg or isinstance(cfg.get(name), DictConfig)
+
+
+def continue_run(cfg: DictConfig, typed_keys: list[str]) -> DictConfig:
+    """The run's saved config, its last checkpoint, and only the ``key=value`` overrides typed now (``typed_keys``,
+    e.g. ``trainer.max_epochs``) changed. A config that continues nothing is returned as it is.
+
+    Everything is checked before anything is written: an override that changes the net (``model.*``) or a config
+    group is refused, so a failed resume never leaves its override in the run's config."""
+    if not continues_run(cfg.get("resume"), cfg.get("ckpt_path")):
+        return cfg
+    folder = Path(cfg.paths.output_dir)  # hydra.run.dir already points at the run being continued
+    resumed = saved_config(folder)
+    last = resume_point(folder)
+    for key in typed_keys:
+        name = key.lstrip("+~")
+        if name in ("resume", "ckpt_path") or name.startswith("hydra."):
+            continue
+        if key.startswith("~") or ("." not in name and is_config_group(cfg, name)):
+            raise UserError(
+                f"{key}: a resumed run keeps its configuration; only values may change (e.g. trainer.max_epochs=120), "
+                "not config groups or deletions."
+            )
+        value = OmegaConf.select(cfg, name)
+        if name.startswith("model.") and name not in RUNTIME_MODEL_KEYS:
+            saved = OmegaConf.select(resumed, name, default=_ABSENT)
+            if saved is _ABSENT or saved != value:
+                has = "no such setting" if saved is _ABSENT else f"{name}={saved}"
+                raise UserError(
+                    f"{name}={value}: a resumed run keeps its net, and this changes it (the run has {has}). Only "
+                    f"{' and '.join(RUNTIME_MODEL_KEYS)} may change; for another net, start a new run."
+                )
+            continue
+        OmegaConf.update(resumed, name, value, force_add=True)
+    resumed.ckpt_path, resumed.resume = str(last), str(folder)
+    log.info("Continuing %s from %s", folder, last)
+    return resumed
