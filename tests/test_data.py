@@ -89,10 +89,13 @@ def test_corrupt_files_are_reported(tmp_path: Path) -> None:
     ("kwargs", "message"),
     [
         ({"val_size": 400}, "data.val_size=400 leaves no training images out of 400"),
-        ({"val_size": 1.0}, "data.val_size=1.0 leaves no training"),
-        ({"normalization": "foo"}, "data.normalization='foo': choose paper .* or per_channel"),
+        (
+            {"val_size": 1.0},
+            r"data.val_size=1.0: must be a count \(a non-negative integer\) or a fraction between 0 and 1",
+        ),
+        ({"normalization": "foo"}, "data.normalization='foo': must be one of per_channel, paper"),
         ({"num_classes": 1000}, "data.num_classes=1000: Fashion-MNIST has 10 classes"),
-        ({"channels": 2}, "model.in_channels=2: the data can feed 1"),
+        ({"channels": 2}, r"data.channels=2: must be 1 \(grey\) or 3 \(RGB\); it follows model.in_channels"),
     ],
 )
 def test_bad_settings(fashion_root: Path, kwargs: dict, message: str) -> None:

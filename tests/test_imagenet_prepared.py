@@ -206,7 +206,7 @@ def test_wrong_settings_are_one_clear_error(tmp_path: Path, prepared_jpeg: Path)
         prepared_module(tmp_path).setup("fit")
     with pytest.raises(UserError, match="has 3 classes but the model has 1000 outputs; set data.num_classes=3"):
         prepared_module(prepared_jpeg, num_classes=1000).setup("fit")
-    with pytest.raises(UserError, match="data.decode='gpu': choose cpu, device"):
+    with pytest.raises(UserError, match="data.decode='gpu': must be one of cpu, device, auto"):
         prepared_module(prepared_jpeg, decode="gpu")
     with pytest.raises(UserError, match="model.input_size=300 is larger than the prepared patches' resize_size=256"):
         prepared_module(prepared_jpeg, input_size=300).setup("validate")

@@ -5,7 +5,9 @@ never import each other, Hydra's global state read only in ``main()``, a run fol
 from __future__ import annotations
 
 import ast
+import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -163,25 +165,39 @@ class WriteRecorder:
         return "(no alexnet frame)"
 
 
-RECORDER = WriteRecorder()
-sys.addaudithook(RECORDER)  # an audit hook cannot be removed: it stays, idle, for the rest of the session
 # What a run resumes and is scored from: written by alexnet.run alone.
 STATE_FILES = ("config_resolved.yaml", "checkpoints/", "csv/", ".lock")
 
 
-def test_only_the_run_package_writes_a_run_folders_state(tmp_path: Path, fashion_root: Path) -> None:
+def record_training_writes(tmp_path: Path, data: Path) -> list[tuple[str, str]]:
+    """Train a tiny run for an epoch, resume it for a second, and return what the audit hook saw written into its
+    folder. Run in a subprocess: an audit hook cannot be removed, and would slow every later test."""
+    recorder = WriteRecorder()
+    sys.addaudithook(recorder)
     tiny = ["model.input_size=67", "model.channels=[8,16,16,16,16]", "model.hidden_size=32", "data.batch_size=8",
             "trainer.limit_train_batches=3", "trainer.limit_val_batches=1", "trainer.log_every_n_steps=1",
             "trainer.limit_test_batches=1", "logger=[csv,tensorboard]"]  # fmt: skip
     folder = tmp_path / "run"
-    RECORDER.folder, RECORDER.writes = str(folder), []
-    try:
-        train(train_config(tmp_path, fashion_root, [*tiny, "trainer.max_epochs=1"]), Invocation())
-        resumed = [f"resume={folder}", "trainer.max_epochs=2"]
-        train(train_config(tmp_path, fashion_root, [*tiny, *resumed]), Invocation(overrides=tuple(resumed)))
-    finally:
-        RECORDER.folder = None
-    state = [(path, module) for path, module in RECORDER.writes if path.startswith(STATE_FILES)]
+    recorder.folder = str(folder)
+    train(train_config(tmp_path, data, [*tiny, "trainer.max_epochs=1"]), Invocation())
+    resumed = [f"resume={folder}", "trainer.max_epochs=2"]
+    train(train_config(tmp_path, data, [*tiny, *resumed]), Invocation(overrides=tuple(resumed)))
+    recorder.folder = None
+    return recorder.writes
+
+
+def test_only_the_run_package_writes_a_run_folders_state(tmp_path: Path, fashion_root: Path) -> None:
+    script = (
+        f"import json, sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import test_structure; "
+        f"from pathlib import Path; "
+        f"print('WRITES', json.dumps(test_structure.record_training_writes(Path({str(tmp_path)!r}), "
+        f"Path({str(fashion_root)!r}))))"
+    )
+    ran = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    line = next(line for line in ran.stdout.splitlines() if line.startswith("WRITES "))
+    writes = [tuple(w) for w in json.loads(line.removeprefix("WRITES "))]
+    state = [(path, module) for path, module in writes if path.startswith(STATE_FILES)]
     for name in STATE_FILES:
         assert any(path.startswith(name) for path, _ in state), f"{name} was never written: the hook saw nothing"
     outside = sorted({(path, module) for path, module in state if concern(module) != "run"})
