@@ -157,6 +157,6 @@ def test_a_checkpoint_from_before_per_tower_lrn_keeps_its_cross_tower_window() -
         f"net.{k}": v for k, v in AlexNet(**{k: v for k, v in model.items() if k != "_target_"}).state_dict().items()
     }
     old = {"hyper_parameters": {"run_config": {"model": model}}, "state_dict": weights}
-    assert type(net_from_checkpoint(old).features[2]) is nn.LocalResponseNorm
+    assert type(net_from_checkpoint(old, "old.ckpt").features[2]) is nn.LocalResponseNorm
     new = {"hyper_parameters": {"run_config": {"model": {**model, "lrn_across_towers": False}}}, "state_dict": weights}
-    assert net_from_checkpoint(new).features[2].towers == 2
+    assert net_from_checkpoint(new, "new.ckpt").features[2].towers == 2

@@ -57,8 +57,8 @@ def test_the_nearest_training_images_of_a_training_image_start_with_itself(
     fashion_checkpoint: Path, tmp_path: Path
 ) -> None:
     checkpoint = read_checkpoint(fashion_checkpoint)
-    net = net_from_checkpoint(checkpoint)
-    data_cfg = run_config(checkpoint).data
+    net = net_from_checkpoint(checkpoint, fashion_checkpoint)
+    data_cfg = run_config(checkpoint, fashion_checkpoint).data
     data = instantiate(data_cfg, input_size=net.input_size, channels=net.in_channels)
     data.setup("fit")
     train_set = data.dataset("train")

@@ -281,7 +281,7 @@ def test_prepare_then_train_eval_and_predict(tmp_path: Path, quirky_imagenet: Pa
         num_workers=0,
         pin_memory=False,
     )  # fmt: skip (the default d2l net reads grey)
-    module = LitAlexNet(net=net_from_checkpoint(read_checkpoint(checkpoint)), optimizer=torch.optim.SGD)
+    module = LitAlexNet(net=net_from_checkpoint(read_checkpoint(checkpoint), checkpoint), optimizer=torch.optim.SGD)
     trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
     (direct,) = trainer.test(module, datamodule=folder, verbose=False)
     assert scored["top1_error"] == pytest.approx(1 - direct["test/acc_top1"], abs=1e-7)

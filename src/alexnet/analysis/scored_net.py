@@ -4,6 +4,7 @@ defaults): what alexnet-eval, alexnet-predict and alexnet-figures work on."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import lightning as L
 import torch
@@ -23,8 +24,9 @@ def restore_data_state(datamodule: object, checkpoint: dict) -> None:
         datamodule.load_state_dict(state)
 
 
-def net_from_checkpoint(checkpoint: dict) -> AlexNet:
-    model_cfg = run_config(checkpoint).model
+def net_from_checkpoint(checkpoint: dict, path: str | Path) -> AlexNet:
+    """The trained net of the checkpoint read from ``path``, rebuilt from its own saved (and checked) config."""
+    model_cfg = run_config(checkpoint, path).model
     model_cfg.weights = None  # the checkpoint carries the trained weights
     net = instantiate(model_cfg)
     net.load_state_dict(net_weights(checkpoint["state_dict"]))
@@ -64,11 +66,11 @@ def build_net_and_data(cfg: DictConfig, data_keys: list[str], compare_classes: b
         nets = [instantiate(model_cfg).eval()]
     else:
         checkpoints = [read_checkpoint(p) for p in paths]
-        nets = [net_from_checkpoint(c) for c in checkpoints]
+        nets = [net_from_checkpoint(c, p) for c, p in zip(checkpoints, paths, strict=True)]
         recorded = checkpoints[0].get("class_names")
         for path, checkpoint in zip(paths[1:], checkpoints[1:], strict=True):
             check_classes(recorded, checkpoint.get("class_names") or recorded, f"the ensemble's {path}")
-        saved = run_config(checkpoints[0])
+        saved = run_config(checkpoints[0], paths[0])
         model_cfg, data_cfg = saved.model, saved.data
         for key in (k.lstrip("+~") for k in data_keys):
             name = key.removeprefix("data.")

@@ -74,9 +74,9 @@ def read_checkpoint(path: str | Path) -> dict:
     return checkpoint
 
 
-def run_config(checkpoint: dict) -> DictConfig:
-    """The run config a checkpoint saved, brought up to date (``alexnet.config.saved``)."""
-    return upgraded(checkpoint["hyper_parameters"]["run_config"])
+def run_config(checkpoint: dict, path: str | Path) -> DictConfig:
+    """The run config the checkpoint at ``path`` saved, checked and brought up to date (``alexnet.config.saved``)."""
+    return upgraded(checkpoint["hyper_parameters"]["run_config"], f"{path} (its saved run config)")
 
 
 def check_classes(recorded: list[str] | None, data_names: list[str], where: str) -> None:

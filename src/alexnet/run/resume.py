@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -19,25 +20,53 @@ RUNTIME_MODEL_KEYS = ("model.compile", "model.channels_last")
 _ABSENT = object()
 
 
+# Settings that say where a run writes: in a saved config they must lie inside the run's own folder.
+OUTPUT_KEYS = ("output_dir", "dirpath", "save_dir", "default_root_dir", "run_dir")
+
+
+def _outputs(value: Any, key: str = "") -> list[tuple[str, str]]:
+    if isinstance(value, dict):
+        found = []
+        for name, item in value.items():
+            where = f"{key}.{name}" if key else str(name)
+            if name in OUTPUT_KEYS and isinstance(item, str):
+                found.append((where, item))
+            else:
+                found += _outputs(item, where)
+        return found
+    if isinstance(value, list):
+        return [pair for index, item in enumerate(value) for pair in _outputs(item, f"{key}[{index}]")]
+    return []
+
+
 def saved_config(folder: Path) -> DictConfig:
-    """A run folder's ``config_resolved.yaml``, re-rooted to where the folder is now: every path under the folder
-    the run was started in (its checkpoints, logs, W&B files) points into ``folder``, wherever it was copied or
-    moved to; paths outside it (the data) are kept."""
+    """A run folder's ``config_resolved.yaml``, checked to be data only (``alexnet.config.saved``) and re-rooted
+    to where the folder is now: every path under the folder the run was started in (its checkpoints, logs, W&B
+    files) points into ``folder``, wherever it was copied or moved to; paths outside it (the data) are kept. A
+    place to write outside the folder is refused: a resumed run writes into its own folder only."""
     path = folder / RUN_RECORD
     try:
-        saved = OmegaConf.load(path)
+        # Nothing of it is resolved or accessed as a config before upgraded() has checked it.
+        plain = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
     except Exception as error:  # unreadable, not UTF-8, not YAML
         raise UserError(
             f"{path} cannot be read ({type(error).__name__}: {str(error).splitlines()[0][:200]}); the run's config "
             f"is damaged. Restore it (each checkpoint holds a copy, under hyper_parameters.run_config) or start again."
         ) from error
-    if not isinstance(saved, DictConfig) or "paths" not in saved or "model" not in saved:
+    if not isinstance(plain, dict) or not isinstance(plain.get("paths"), dict) or "model" not in plain:
         raise UserError(f"{path} is not a config written by alexnet-train; the run's config is damaged.")
-    plain, old = OmegaConf.to_container(saved), str(saved.paths.output_dir)
+    checked = OmegaConf.to_container(upgraded(plain, str(path)))
+    old = str(checked["paths"].get("output_dir"))
     if old != str(folder):
         log.info("The run folder moved from %s to %s: continuing in %s", old, folder, folder)
-        plain = reroot(plain, old, str(folder))
-    return upgraded(plain)
+        checked = reroot(checked, old, str(folder))
+    for key, place in _outputs(checked):
+        if place != str(folder) and not Path(place).is_relative_to(folder):
+            raise UserError(
+                f"{path}: {key}={place} lies outside the run folder, and a resumed run writes only into its own "
+                "folder. Restore the file, or start a new run."
+            )
+    return OmegaConf.create(checked)
 
 
 def resume_point(folder: Path) -> Path:
