@@ -44,22 +44,30 @@ class DeviceBatches:
             self._count = len(self._shard)
 
         self._served = 0  # batches handed out in the current pass
-        self._resume_at = 0  # batches to skip on the next pass (restored from a mid-epoch checkpoint)
+        # (epoch, batches to skip) restored from a mid-epoch checkpoint, applied when that epoch's pass starts
+        self._resume: tuple[int, int] | None = None
+
+    @property
+    def epoch(self) -> int:
+        return self.sampler.epoch if self.sampler is not None else 0
 
     def state_dict(self) -> dict[str, int]:
         """Position in the epoch; Lightning stores it in every checkpoint, so a mid-epoch resume continues the
         same permutation where it stopped instead of starting the epoch over."""
-        return {"epoch": self.sampler.epoch if self.sampler is not None else 0, "served": self._served}
+        return {"epoch": self.epoch, "served": self._served}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
-        self._resume_at = state["served"]
+        # Lightning restores a checkpoint saved at an epoch's end into the next epoch too: the position only
+        # counts for the epoch it was saved in (set_epoch has been called by the time the pass starts).
+        self._resume = (int(state["epoch"]), int(state["served"]))
 
     def __len__(self) -> int:
         return -(-self._count // self.batch_size)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         order = self._shard if self.sampler is None else torch.tensor(list(self.sampler), device=self.images.device)
-        first, self._resume_at = self._resume_at, 0
+        first = self._resume[1] if self._resume is not None and self._resume[0] == self.epoch else 0
+        self._resume = None
         self._served = first
         for start in range(first * self.batch_size, len(order), self.batch_size):
             index = order[start : start + self.batch_size]

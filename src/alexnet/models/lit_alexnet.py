@@ -11,7 +11,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchmetrics import MetricCollection
+from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from alexnet.config.rules import check_values
@@ -90,6 +90,13 @@ class LitAlexNet(L.LightningModule):
         self.train_metrics = accuracy_metrics(num_classes, "train/")
         self.val_metrics = accuracy_metrics(num_classes, "val/")
         self.test_metrics = accuracy_metrics(num_classes, "test/")
+        # Each stage's mean loss over its images, weighted by batch size. A torchmetrics object rather than a logged
+        # tensor: under DDP it sums (loss x images) and images over the ranks, where Lightning's sync_dist averages
+        # the ranks' means (wrong when the last shard is shorter), and its state can travel in a checkpoint, so a
+        # mid-epoch resume ends with the epoch's true mean (Lightning does not save its own running means).
+        # nan_strategy="ignore": a NaN batch (module.nonfinite_loss=skip) stays out of the mean; "disable" would also
+        # drop the weights (torchmetrics 1.9 replaces them by ones).
+        self.train_loss, self.val_loss, self.test_loss = (MeanMetric(nan_strategy="ignore") for _ in range(3))
         # Read (and pictured) by the W&B media callback; synced across ranks like the accuracies.
         self.val_confusion = MulticlassConfusionMatrix(num_classes)
 
@@ -103,8 +110,13 @@ class LitAlexNet(L.LightningModule):
         metrics.update(logits, labels)
         if stage == "val":
             self.val_confusion.update(logits.detach(), labels)
-        on_step = stage == "train"
-        self.log(f"{stage}/loss", loss, on_step=on_step, on_epoch=True, prog_bar=True, sync_dist=not on_step)
+        mean_loss = getattr(self, f"{stage}_loss")
+        if stage == "train":  # the batch's loss on the progress bar and as train/loss_step, the epoch's mean after
+            mean_loss(loss.detach(), weight=len(labels))
+            self.log("train/loss", mean_loss, on_step=True, on_epoch=True, prog_bar=True)
+        else:
+            mean_loss.update(loss.detach(), weight=len(labels))
+            self.log(f"{stage}/loss", mean_loss, on_step=False, on_epoch=True, prog_bar=True)
         self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage != "train")
         return loss
 
@@ -126,7 +138,8 @@ class LitAlexNet(L.LightningModule):
 
     def _last_checkpoint(self) -> str:
         callbacks = self.trainer.checkpoint_callbacks if self._trainer is not None else []
-        paths = [p for c in callbacks for p in (c.last_model_path, c.best_model_path) if p and Path(p).is_file()]
+        found = [getattr(c, name, "") for c in callbacks for name in ("last_model_path", "best_model_path")]
+        paths = [p for p in found if p and Path(p).is_file()]
         return max(paths, key=lambda p: Path(p).stat().st_mtime) if paths else "none saved yet"
 
     def setup(self, stage: str) -> None:

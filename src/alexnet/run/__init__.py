@@ -7,10 +7,11 @@ file                            what it is                                      
 ==============================  =====================================================  ===============================
 ``config_resolved.yaml``        the run's config, every value resolved: what           ``training.save_config``, once
                                 ``resume=``, alexnet-eval and -figures rebuild from    every check has passed
-``checkpoints/last.ckpt``       the one resume point: weights, optimizer, schedule,    Lightning's ``ModelCheckpoint``
-                                loops, RNG states, loader position, class list         and ``signals.StopOnSignal``,
+``checkpoints/last.ckpt``       the one resume point: weights, optimizer, schedule,    ``resume_point.ResumePoint``
+                                loops, RNG and metric states, loader position, class   and ``signals.StopOnSignal``
+                                list (``checkpoint_state``)                            through ``checkpoint_io``
+``checkpoints/epoch_NNN.ckpt``  the epoch with the best validation top-1               Lightning's ``ModelCheckpoint``,
                                                                                        through ``checkpoint_io``
-``checkpoints/epoch_NNN.ckpt``  the epoch with the best validation top-1               ``ModelCheckpoint``, the same
 ``csv/metrics.csv``             every logged value (rows after a resumed               ``metrics_csv``
                                 checkpoint's step dropped)
 ``.lock``                       held by the process writing the run, naming it         ``folder.claiming``
@@ -24,9 +25,10 @@ file                            what it is                                      
 
 Modules: ``folder`` (which folder a run writes into, one writer at a time, copied folders re-rooted, the
 resolvers that place a run), ``build`` (the run's objects from its config), ``training`` (``train``: claim,
-continue, check, save the config, fit, test), ``resume`` (continuing a run in its own folder), ``signals`` (stop
-signals and exit codes), ``checkpoint_io`` (checkpoints written whole), ``metrics_csv`` (the CSV log that
-survives a resume), ``wandb_run`` (the W&B run's identity).
+continue, check, save the config, fit, test), ``resume`` (continuing a run in its own folder), ``resume_point``
+(when ``last.ckpt`` is written), ``signals`` (stop signals and exit codes), ``checkpoint_state`` (what a checkpoint
+carries beyond Lightning's own state), ``checkpoint_io`` (checkpoints written whole), ``metrics_csv`` (the CSV log
+that survives a resume), ``wandb_run`` (the W&B run's identity).
 """
 
 from alexnet.run.build import Run, build

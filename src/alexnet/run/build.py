@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from alexnet.errors import LaunchError
 from alexnet.run.checkpoint_state import CheckpointState
+from alexnet.run.resume_point import ResumePoint
 
 
 def instantiate_group(group: DictConfig | None) -> list:
@@ -65,6 +66,9 @@ def build(cfg: DictConfig, multirun: bool = False) -> Run:
     loggers: list[Logger] = instantiate_group(cfg.get("logger"))
     callbacks: list[Callback] = instantiate_group(cfg.get("callbacks"))
     callbacks.append(CheckpointState(resolved))  # exact resume, in every run
+    # The resume point last of all (Lightning moves checkpoint callbacks to the end, keeping their order): what it
+    # saves includes the best checkpoint's score of the same epoch.
+    callbacks.sort(key=lambda callback: isinstance(callback, ResumePoint))
     if not loggers:  # Lightning refuses a learning-rate monitor with nothing to log to
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)

@@ -2,6 +2,11 @@
 
 - The RNG states (torch, CUDA, NumPy, Python) the dropout masks and the on-device crops draw from: restoring them
   makes a resumed run exact.
+- The states of the module's torchmetrics objects (the epoch's running mean loss, its top-1/top-5 counts):
+  Lightning keeps no state of an epoch's aggregates in its checkpoints, so without them a run resumed mid-epoch
+  would log that epoch's training loss and accuracy over the batches after the resume only. They are put back
+  when training continues inside the epoch they were saved in (Lightning calls no ``on_train_epoch_start`` for an
+  epoch it resumes in the middle); a checkpoint from an epoch's end leaves the next epoch fresh.
 - The callbacks' saved paths (best and last checkpoint) re-rooted when the run folder was copied or moved since
   the checkpoint was saved (``folder.reroot_checkpoint``).
 
@@ -17,6 +22,7 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
+from torchmetrics import Metric
 
 from alexnet.run.folder import reroot_checkpoint
 
@@ -36,6 +42,11 @@ class CheckpointState(Callback):
 
     def __init__(self, run_config: dict[str, Any] | None = None) -> None:
         self.run_config = run_config
+        self._metric_states: dict[str, Any] | None = None  # restored, waiting for training to continue
+
+    @staticmethod
+    def _metrics(pl_module: L.LightningModule) -> dict[str, Metric]:
+        return {name: m for name, m in pl_module.named_modules() if isinstance(m, Metric)}
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
         checkpoint["rng_states"] = {
@@ -44,10 +55,18 @@ class CheckpointState(Callback):
             "numpy": _numpy_state_as_tensors(np.random.get_state()),
             "python": random.getstate(),
         }
+        checkpoint["metric_states"] = {
+            "epoch": trainer.current_epoch,
+            "metrics": {
+                name: {"state": dict(metric.metric_state), "updates": metric.update_count}
+                for name, metric in self._metrics(pl_module).items()
+            },
+        }
 
     def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
         # Lightning calls every callback's on_load_checkpoint before any callback loads its state.
         reroot_checkpoint(checkpoint, self.run_config)
+        self._metric_states = checkpoint.get("metric_states")
         states = checkpoint.get("rng_states")
         if not states:
             return
@@ -57,3 +76,18 @@ class CheckpointState(Callback):
         name, keys, *rest = states["numpy"]
         np.random.set_state((name, keys.numpy(), *rest))
         random.setstate(states["python"])
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        saved, self._metric_states = self._metric_states, None
+        if saved is None or saved["epoch"] != trainer.current_epoch:
+            return
+        metrics = self._metrics(pl_module)
+        for name, restored in saved["metrics"].items():
+            if name in metrics:
+                for key, value in restored["state"].items():
+                    setattr(
+                        metrics[name], key, value.to(pl_module.device) if isinstance(value, torch.Tensor) else value
+                    )
+                # torchmetrics has no public way to restore how many updates a state holds (it weighs "mean" states
+                # by it when syncing), so the count is set where torchmetrics keeps it.
+                metrics[name]._update_count = restored["updates"]

@@ -91,7 +91,7 @@ def preflight(cfg: DictConfig, run: Run) -> None:
 def best_checkpoint(trainer: L.Trainer) -> str | None:
     """The best-by-metric checkpoint saved in this run, if any."""
     for callback in trainer.checkpoint_callbacks:
-        if callback.monitor and callback.best_model_path:
+        if getattr(callback, "monitor", None) and callback.best_model_path:
             return callback.best_model_path
     return None
 
