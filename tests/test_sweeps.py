@@ -81,6 +81,22 @@ def test_ddp_on_two_cpu_processes_validates_like_one_process(tmp_path: Path, fas
     assert round(ddp_top1 * 41) == pytest.approx(ddp_top1 * 41, abs=1e-4), "a whole number of the 41 images"
 
 
+@pytest.mark.slow
+def test_ddp_losses_are_the_mean_over_all_images_whatever_the_shard_sizes(tmp_path: Path, fashion_root: Path) -> None:
+    """5 validation images on 2 ranks: 3 and 2. The loss is the mean over the 5, not the mean of the ranks' means."""
+    run_dir = tmp_path / "ddp"
+    settings = [*TINY, "data.val_size=5", "trainer.max_epochs=1", "trainer.limit_train_batches=2", "test=false"]
+    result = run_cli("alexnet-train", "trainer=ddp_cpu", "trainer.devices=2", f"data.root={fashion_root}",
+                     *settings, f"hydra.run.dir={run_dir}", cwd=tmp_path, timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    ddp_loss = column(read_metrics(run_dir / "csv" / "metrics.csv"), "val/loss")[-1]
+    cfg = train_config(tmp_path / "single", fashion_root, [*settings, "logger=none", "callbacks=none"])
+    run = build(cfg)
+    last = str(run_dir / "checkpoints" / "last.ckpt")
+    (single,) = run.trainer.validate(run.module, datamodule=run.datamodule, ckpt_path=last, verbose=False)
+    assert single["val/loss"] == pytest.approx(ddp_loss, rel=1e-6)
+
+
 def logger_copy(sweep: Path, destination: Path, kept: tuple[str, ...]) -> Path:
     """The sweep's job folders with only the Hydra record and the files of the loggers ``kept``."""
     for job in (p for p in sweep.iterdir() if p.name.isdigit()):
