@@ -44,10 +44,9 @@ def step_of(path: Path) -> int:
 
 
 def digest(folder: Path) -> dict[str, str]:
-    """Every file under ``folder`` but its lock file (which names whoever last tried to write the run), by relative
-    path, with the SHA-256 of its bytes."""
+    """Every file under ``folder``, its lock file included, by relative path, with the SHA-256 of its bytes."""
     return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.rglob("*")
-            if p.is_file() and p.name != LOCK_FILE}  # fmt: skip
+            if p.is_file()}  # fmt: skip
 
 
 def epochs_logged(rows: list[dict[str, str]], metric: str) -> list[int]:
@@ -249,7 +248,8 @@ def test_case_5_a_killed_run_s_forked_children_do_not_keep_its_folder_locked(tmp
     try:
         assert Path(f"/proc/{child}").exists(), "the forked child is still alive"
         assert lock_holder(folder) is None
-        with claiming(folder, None, None):
+        with claiming(folder, None, None) as claim:
+            claim.begin()
             assert (folder / LOCK_FILE).read_text().startswith(f"{os.getpid()} ")
     finally:
         os.kill(child, signal.SIGKILL)
@@ -287,3 +287,36 @@ def test_cfg_job_of_a_resume_prints_the_config_the_resumed_run_will_use(tmp_path
     assert "max_epochs: 5\n" in shown.stdout and f"output_dir: {copied_run}\n" in shown.stdout
     assert f"resume: {copied_run}\n" in shown.stdout and "ckpt_path: " in shown.stdout
     assert digest(copied_run) == before and not (tmp_path / "outputs").exists(), "printing writes nothing"
+
+
+def test_a_refused_resume_through_the_command_writes_nothing(tmp_path: Path, copied_run: Path) -> None:
+    """Hydra writes nothing into a run folder (the run writes .hydra/ and its log once its checks pass), and the
+    lock file names a new holder only then: a refused resume leaves every byte, the lock and the log included."""
+    (copied_run / "train.log").write_text("the run's log\n")
+    before = digest(copied_run)
+    refused = run_main("alexnet-train", f"resume={copied_run}", "model.groups=1", cwd=tmp_path)
+    assert refused.returncode == 2 and "a resumed run keeps its net" in refused.stderr, refused.stderr[-2000:]
+    assert digest(copied_run) == before, "no .hydra/resumed_*, no log line, no new lock holder"
+
+
+def test_a_refused_new_run_leaves_no_folder(tmp_path: Path, fashion_root: Path) -> None:
+    for bad in ("test_weights=final", f"ckpt_path={tmp_path / 'missing.ckpt'}"):  # the rules; the run's own checks
+        refused = run_main("alexnet-train", f"paths.log_dir={tmp_path / 'out'}", "data.download=false", bad,
+                           *TINY, cwd=tmp_path)  # fmt: skip
+        assert refused.returncode == 2, refused.stderr[-2000:]
+        assert not list((tmp_path / "out" / "runs").glob("*")), f"{bad}: the refused run left its folder"
+
+
+def test_a_second_sweep_into_the_same_folder_is_refused_whole(tmp_path: Path, fashion_root: Path) -> None:
+    sweep = tmp_path / "sweep"
+    args = ["-m", f"hydra.sweep.dir={sweep}", f"data.root={fashion_root}", "data.download=false",
+            "data.val_size=40", *TINY, "trainer.max_epochs=1", "trainer.limit_train_batches=1",
+            "trainer.limit_val_batches=1", "model.lrn=true,false"]  # fmt: skip
+    first = run_main("alexnet-train", *args, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-2000:]
+    before = digest(sweep)
+    assert {"0/config_resolved.yaml", "1/config_resolved.yaml", "0/.hydra/overrides.yaml"} <= set(before)
+    second = run_main("alexnet-train", *args, cwd=tmp_path)
+    assert second.returncode == 2, second.stderr[-2000:]
+    assert f"{sweep} already holds files" in second.stderr
+    assert digest(sweep) == before, "no job of the second sweep started"

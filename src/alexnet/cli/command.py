@@ -19,7 +19,7 @@ from alexnet.config.invocation import Invocation
 from alexnet.config.location import CONFIG_DIR
 from alexnet.config.rules import check_settings
 from alexnet.errors import reported_user_errors
-from alexnet.run.folder import check_run_folder
+from alexnet.run.folder import check_run_folder, removed_if_left_empty
 from alexnet.run.resume import continue_run
 
 T = TypeVar("T")
@@ -57,7 +57,8 @@ def hydra_command(config_name: str) -> Callable[[Callable[[DictConfig, Invocatio
         @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name=config_name)
         def main(cfg: DictConfig) -> T:
             invocation = Invocation.from_hydra(HydraConfig.get())  # the one read of Hydra's global state
-            with reported_user_errors(invocation.multirun):
+            # A refused start leaves no empty folder behind (Hydra makes the job's folder before the job runs).
+            with reported_user_errors(invocation.multirun), removed_if_left_empty(invocation.output_dir):
                 check_settings(cfg)  # every setting's value, before anything is built or written
                 return task(cfg, invocation)
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 # Overrides that say where a job reads and writes, not what it computes: left out of a job's name.
 _PLACE_KEYS = ("paths.", "data.root", "hydra.", "resume", "ckpt_path", "logger", "callbacks")
@@ -22,12 +22,18 @@ class Invocation:
         multirun: the job is one of a ``-m`` sweep.
         sweep_dir: the sweep's folder under ``-m``.
         experiment: the ``experiment=`` option chosen, if any.
+        hydra_node: Hydra's own config of the job (``hydra:``), as plain data, for the run's ``.hydra/`` record.
+        log_name: the job's log file name (``hydra.job.name``: ``train``, ``train_ddp_process_1``...); None: none.
+        output_dir: the job's folder (``hydra.runtime.output_dir``), which Hydra has made by the time a job runs.
     """
 
     overrides: tuple[str, ...] = ()
     multirun: bool = False
     sweep_dir: str | None = None
     experiment: str | None = None
+    hydra_node: dict | None = None
+    log_name: str | None = None
+    output_dir: str | None = None
 
     @classmethod
     def from_hydra(cls, hydra: DictConfig) -> Invocation:
@@ -38,6 +44,9 @@ class Invocation:
             multirun=multirun,
             sweep_dir=str(hydra.sweep.dir) if multirun else None,
             experiment=hydra.runtime.choices.get("experiment"),
+            hydra_node=OmegaConf.to_container(hydra, resolve=False),
+            log_name=str(hydra.job.name),
+            output_dir=str(hydra.runtime.output_dir),
         )
 
     def typed_keys(self, prefix: str = "") -> list[str]:

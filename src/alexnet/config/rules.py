@@ -156,7 +156,8 @@ RULES: dict[str, Rule] = {
     "test": boolean(),
     "top_k": integer(1),
     "ckpt_path": files(),
-    "test_weights": choice("best", "last"),  # the best validation checkpoint, or the final weights (d2l)
+    "test_weights": choice("best", "last"),
+    "lock": boolean(),  # the best validation checkpoint, or the final weights (d2l)
     # data (fashion_mnist, imagenet)
     "data.num_classes": integer(1),
     "data.batch_size": integer(1),

@@ -17,6 +17,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 from alexnet.config.rules import check_values
 from alexnet.errors import UserError
 from alexnet.models.alexnet import log_mean_softmax
+from alexnet.models.checkpoint_files import intact_checkpoints
 
 log = logging.getLogger(__name__)
 
@@ -137,10 +138,12 @@ class LitAlexNet(L.LightningModule):
         )
 
     def _last_checkpoint(self) -> str:
+        """The newest intact checkpoint of the run (checked against its seal: a damaged one is not named)."""
         callbacks = self.trainer.checkpoint_callbacks if self._trainer is not None else []
-        found = [getattr(c, name, "") for c in callbacks for name in ("last_model_path", "best_model_path")]
-        paths = [p for p in found if p and Path(p).is_file()]
-        return max(paths, key=lambda p: Path(p).stat().st_mtime) if paths else "none saved yet"
+        found = {Path(getattr(c, name, "") or "") for c in callbacks for name in ("last_model_path", "best_model_path")}
+        intact = intact_checkpoints(p for p in found if p.name and p.is_file())
+        newest = max(intact, key=lambda pair: (pair[1], pair[0].stat().st_mtime), default=None)
+        return str(newest[0]) if newest else "none intact"
 
     def setup(self, stage: str) -> None:
         datamodule = self.trainer.datamodule if self._trainer is not None else None

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import logging
 import os
+import shutil
 import socket
 import sys
 from collections.abc import Iterator
@@ -107,29 +109,126 @@ def lock_holder(folder: Path) -> str | None:
     return None
 
 
+class Claim:
+    """A run folder claimed for one run: locked while the run's checks run, recorded as written only once they pass.
+
+    ``begin`` marks the moment the run starts writing (its lock file names it, its config follows). A claim that
+    ends without ``begin`` leaves the folder as it found it: a lock file it created is removed, and a folder that was
+    empty when claimed (Hydra made it for this run) is removed with what the run's checks made in it.
+    """
+
+    def __init__(self, folder: Path, fd: int | None, created_lock: bool, was_empty: bool, lock: bool) -> None:
+        self.folder, self._fd, self._created_lock, self._was_empty = folder, fd, created_lock, was_empty
+        self.lock, self.begun = lock, False
+
+    def begin(self) -> None:
+        if self._fd is not None:
+            os.ftruncate(self._fd, 0)
+            os.pwrite(self._fd, f"{os.getpid()} {socket.gethostname()}\n".encode(), 0)
+        self.begun = True
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # releases the lock
+            self._fd = None
+        if self.begun:
+            return
+        if self._was_empty and self.folder.is_dir():
+            shutil.rmtree(self.folder)  # empty when claimed: everything in it was made by this run's checks
+        elif self._created_lock:
+            (self.folder / LOCK_FILE).unlink(missing_ok=True)
+
+
+def _take_lock(folder: Path) -> tuple[int, bool]:
+    """The folder's lock file, opened and exclusively locked (it is created if missing): (fd, whether created)."""
+    path = folder / LOCK_FILE
+    created = not path.exists()
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as error:
+        holder = _holder(fd) if error.errno in (errno.EACCES, errno.EAGAIN) else None
+        os.close(fd)
+        if created:
+            path.unlink(missing_ok=True)
+        if holder is not None:
+            raise _refusal(folder, holder) from None
+        if error.errno in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+            raise UserError(
+                f"The filesystem of {folder} does not support POSIX record locks ({error.strerror}), which keep a "
+                "second process out of a run folder. Put runs on a local or lock-capable filesystem "
+                "(paths.log_dir=/path), or run without the lock: lock=false (then make sure that only one process "
+                "writes each run folder)."
+            ) from error
+        raise
+    return fd, created
+
+
 @contextmanager
-def claiming(folder: Path, resume: str | None, ckpt_path: Any) -> Iterator[None]:
+def claiming(folder: Path, resume: str | None, ckpt_path: Any, lock: bool = True) -> Iterator[Claim]:
     """Check that the run may write into ``folder`` (``check_run_folder``) and hold its lock for the block: refused
     at once while another live process holds it. Done in the run's first process only: the other ranks of a DDP
-    run write into the folder that process claimed."""
+    run write into the folder that process claimed. ``lock=false`` skips the lock (filesystems without POSIX
+    locks). Until ``Claim.begin``, nothing in the folder changes (see ``Claim``)."""
     if not launching_process():
-        yield
+        claim = Claim(folder, None, False, False, lock)
+        claim.begun = True  # another rank's folder: nothing of it to undo
+        yield claim
         return
     check_run_folder(folder, resume, ckpt_path)
+    was_empty = not folder.exists() or not any(folder.iterdir())
     folder.mkdir(parents=True, exist_ok=True)
-    fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    fd, created = _take_lock(folder) if lock else (None, False)
+    claim = Claim(folder, fd, created, was_empty, lock)
     try:
-        try:
-            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as error:
-            if error.errno not in (errno.EACCES, errno.EAGAIN):
-                raise
-            raise _refusal(folder, _holder(fd)) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()} {socket.gethostname()}\n".encode(), 0)
+        yield claim
+    finally:
+        claim.release()
+
+
+def write_invocation(folder: Path, resumed: bool, composed: str, hydra_node: dict | None, overrides: list) -> None:
+    """What Hydra records of a job, written by the run once its checks have passed (Hydra itself writes nothing
+    into a run folder: ``conf/train.yaml`` sets ``hydra.output_subdir: null``): ``.hydra/config.yaml`` (the
+    composed config), ``hydra.yaml`` and ``overrides.yaml``; a resume's own in ``.hydra/resumed_<time>/``."""
+    record = folder / output_subdir("resume" if resumed else None, None)
+    record.mkdir(parents=True, exist_ok=True)
+    (record / "config.yaml").write_text(composed, encoding="utf-8")
+    if hydra_node is not None:
+        (record / "hydra.yaml").write_text(OmegaConf.to_yaml({"hydra": hydra_node}), encoding="utf-8")
+    (record / "overrides.yaml").write_text(OmegaConf.to_yaml(list(overrides)), encoding="utf-8")
+
+
+@contextmanager
+def removed_if_left_empty(folder: str | None) -> Iterator[None]:
+    """If the block fails and ``folder`` (not the working folder) is left empty, remove it."""
+    try:
+        yield
+    except BaseException:
+        path = Path(folder) if folder else None
+        if path is not None and path.is_dir() and path.resolve() != Path.cwd().resolve() and not any(path.iterdir()):
+            path.rmdir()
+        raise
+
+
+LOG_FORMAT = "[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"  # Hydra's job log format
+
+
+@contextmanager
+def run_log(folder: Path, name: str | None) -> Iterator[None]:
+    """``<folder>/<name>.log``: the console log of the run from here on (appended to on resume), as Hydra's job
+    logging would write it, but only once the run's checks have passed. No file without a name."""
+    if name is None:
+        yield
+        return
+    handler = logging.FileHandler(folder / f"{name}.log", encoding="utf-8")
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
         yield
     finally:
-        os.close(fd)  # releases the lock
+        root.removeHandler(handler)
+        handler.close()
 
 
 def reroot(value: Any, old: str, new: str) -> Any:
@@ -179,7 +278,15 @@ class RunFolderCheck(HydraCallback):
             self._refuse(str(_refusal(folder, holder)))
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self._check_writable(str(config.hydra.sweep.dir))
+        # A sweep into a folder that holds one already would mix the two sweeps' records, and each job would land in
+        # a folder holding another sweep's job: refused whole, before Hydra writes anything or any job starts.
+        sweep = Path(str(config.hydra.sweep.dir)).absolute()
+        if sweep.is_dir() and any(sweep.iterdir()):
+            self._refuse(
+                f"{sweep} already holds files (another sweep's jobs or multirun.yaml); a second sweep there would "
+                "mix their records. Leave hydra.sweep.dir unset for a new folder, or give an empty one."
+            )
+        self._check_writable(str(sweep))
 
     def _check_writable(self, folder: str) -> None:
         try:
@@ -215,7 +322,7 @@ def run_dir(resume: str | None, ckpt_path: str | None, log_dir: str, fresh: str)
 
 
 def output_subdir(resume: str | None, ckpt_path: str | None) -> str:
-    """A resumed run keeps its original ``.hydra/`` and records each restart's own next to it."""
+    """A resumed run keeps its original ``.hydra/`` and records each restart's own in it, beside the first."""
     if resume or ckpt_path == "last":
         return f".hydra/resumed_{datetime.now():%Y-%m-%d_%H-%M-%S-%f}"
     return ".hydra"
@@ -237,5 +344,4 @@ def figures_dir(ckpt_path: str | None, fallback: str) -> str:
 
 # The resolvers conf/ uses to place a run's folder (train.yaml, figures.yaml): registered on import.
 OmegaConf.register_new_resolver("alexnet.run_dir", run_dir, replace=True)
-OmegaConf.register_new_resolver("alexnet.output_subdir", output_subdir, replace=True)
 OmegaConf.register_new_resolver("alexnet.figures_dir", figures_dir, replace=True)

@@ -20,6 +20,8 @@ from lightning.pytorch.core.saving import save_hparams_to_yaml
 from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities import rank_zero_only
 
+from alexnet.errors import UserError
+
 METRICS_FILE, HPARAMS_FILE = "metrics.csv", "hparams.yaml"
 
 
@@ -74,14 +76,23 @@ class ResumableCSVLogger(Logger):
     def log_metrics(self, metrics: dict[str, float | torch.Tensor], step: int | None = None) -> None:
         row = {k: v.item() if isinstance(v, torch.Tensor) else v for k, v in metrics.items()}
         row["step"] = step if step is not None else 0
-        if self._keys is None:
-            self._start()
-        assert self._keys is not None
-        if not set(row) <= set(self._keys):
-            self._rewrite(sorted(set(self._keys) | set(row)), self._read())
-        with self.metrics_file.open("a", newline="") as file:
-            csv.DictWriter(file, fieldnames=self._keys).writerow(row)
-            file.flush()
+        try:
+            if self._keys is None:
+                self._start()
+            assert self._keys is not None
+            if not set(row) <= set(self._keys):
+                self._rewrite(sorted(set(self._keys) | set(row)), self._read())
+            # "r+", not "a": an append would create the file again in a folder made anew by someone else
+            with self.metrics_file.open("r+", newline="") as file:
+                file.seek(0, os.SEEK_END)
+                csv.DictWriter(file, fieldnames=self._keys).writerow(row)
+                file.flush()
+        except OSError as error:
+            where = "the run folder was removed or moved" if not self.metrics_file.parent.is_dir() else error.strerror
+            raise UserError(
+                f"Cannot write {self.metrics_file} ({where or error}); the run stops. Restore the folder, then "
+                f"continue with: alexnet-train resume={self._save_dir}"
+            ) from error
 
     def _read(self) -> list[dict[str, str]]:
         if not self.metrics_file.is_file():
@@ -91,6 +102,7 @@ class ResumableCSVLogger(Logger):
 
     def _start(self) -> None:
         """A new file, or, on resume, the rows logged before the checkpoint's step."""
+        self.metrics_file.parent.mkdir(parents=True, exist_ok=True)
         kept: list[dict[str, str]] = []
         if self.resume_step is not None:
             kept = [row for row in self._read() if row.get("step") and int(row["step"]) < self.resume_step]
@@ -98,7 +110,6 @@ class ResumableCSVLogger(Logger):
 
     def _rewrite(self, keys: list[str], rows: list[dict[str, Any]]) -> None:
         """The whole file with a new header; written aside and renamed, so a kill never leaves half a file."""
-        self.metrics_file.parent.mkdir(parents=True, exist_ok=True)
         partial = self.metrics_file.with_name(f".{METRICS_FILE}.partial")
         with partial.open("w", newline="") as file:
             writer = csv.DictWriter(file, fieldnames=keys)

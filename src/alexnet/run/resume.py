@@ -10,7 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from alexnet.config.saved import upgraded
 from alexnet.errors import UserError
-from alexnet.models.checkpoint_files import checkpoint_step
+from alexnet.models.checkpoint_files import DamagedCheckpoint, checkpoint_step, intact_checkpoints
 from alexnet.run.folder import CHECKPOINTS, LAST, RUN_RECORD, continues_run, reroot
 
 log = logging.getLogger(__name__)
@@ -70,7 +70,7 @@ def saved_config(folder: Path) -> DictConfig:
 
 
 def resume_point(folder: Path) -> Path:
-    """``checkpoints/last.ckpt``, readable; a damaged one names the run's intact checkpoints instead."""
+    """``checkpoints/last.ckpt``, readable and intact; a damaged one names the run's intact checkpoints instead."""
     last = folder / CHECKPOINTS / LAST
     if not last.is_file():
         raise UserError(
@@ -78,19 +78,18 @@ def resume_point(folder: Path) -> Path:
         )
     try:
         checkpoint_step(last)
-    except UserError:
-        intact = []
-        for other in sorted(last.parent.glob("*.ckpt")):
-            try:
-                intact.append(f"{other} (step {checkpoint_step(other)})")
-            except UserError:
-                continue
+    except UserError as error:
+        intact = intact_checkpoints(p for p in last.parent.glob("*.ckpt") if p != last)
+        damaged = isinstance(error, DamagedCheckpoint)
+        what = "its content does not match its checksum" if damaged else "not a readable checkpoint"
         if not intact:
-            raise UserError(f"{last} is damaged and the run has no other intact checkpoint; start it again.") from None
-        first = intact[0].split(" (")[0]
+            raise UserError(
+                f"{last} is damaged ({what}) and the run has no other intact checkpoint; start again."
+            ) from None
+        listed = ", ".join(f"{p} (step {step})" for p, step in intact)
         raise UserError(
-            f"{last} is damaged (not a readable checkpoint). Intact checkpoints of this run: {', '.join(intact)}. "
-            f"Continue from one of them: cp {first} {last}, then alexnet-train resume={folder}"
+            f"{last} is damaged ({what}). Intact checkpoints of this run: {listed}. Continue from one of them: "
+            f"cp {intact[-1][0]} {last}, then alexnet-train resume={folder}"
         ) from None
     return last
 

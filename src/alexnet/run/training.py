@@ -17,7 +17,15 @@ from alexnet.config.rules import check_settings
 from alexnet.errors import UserError
 from alexnet.models.checkpoint_files import check_fits
 from alexnet.run.build import Run, build
-from alexnet.run.folder import RUN_RECORD, claiming, probe_writable
+from alexnet.run.folder import (
+    RUN_RECORD,
+    claiming,
+    continues_run,
+    launching_process,
+    probe_writable,
+    run_log,
+    write_invocation,
+)
 from alexnet.run.metrics_csv import ResumableCSVLogger
 from alexnet.run.resume import continue_run
 from alexnet.run.signals import ending_as_exit_codes
@@ -59,6 +67,31 @@ def save_config(cfg: DictConfig) -> None:
         OmegaConf.save(cfg, output_dir / RUN_RECORD, resolve=True)
 
 
+# last.ckpt, its successor written aside (and that file's own temporary copy), the best checkpoint and its successor.
+CHECKPOINTS_AT_ONCE = 4
+
+
+def checkpoint_size(module: L.LightningModule, cfg: DictConfig) -> int:
+    """Bytes of one checkpoint of ``module``: its state (weights and buffers) and the optimizer's per-parameter
+    state (SGD and the paper's update keep one momentum or velocity tensor per weight; none without momentum), plus
+    the data module's mean image and a margin for the rest (hyper-parameters, loop and RNG states)."""
+    state = sum(t.numel() * t.element_size() for t in module.state_dict().values())
+    params = sum(p.numel() * p.element_size() for p in module.parameters())
+    momentum = OmegaConf.select(cfg, "optimizer.momentum", default=0.9)
+    return state + (params if momentum else 0) + 4 * 3 * 256 * 256 + (1 << 20)
+
+
+def output_folders(run: Run) -> list[tuple[str, Path]]:
+    """(setting, folder) of every folder the run's callbacks and loggers write into."""
+    found = [
+        (f"callbacks.{type(c).__name__}.dirpath", Path(c.dirpath))
+        for c in run.trainer.callbacks
+        if isinstance(getattr(c, "dirpath", None), str | Path)
+    ]
+    found += [(f"logger.{type(lg).__name__}.save_dir", Path(lg.save_dir)) for lg in run.loggers if lg.save_dir]
+    return found
+
+
 def preflight(cfg: DictConfig, run: Run) -> None:
     """Fail now, not at the first checkpoint hours later: a folder that cannot be written or is nearly full, a
     checkpoint that does not fit the net. Point a resumed CSV log at the checkpoint's step."""
@@ -70,14 +103,21 @@ def preflight(cfg: DictConfig, run: Run) -> None:
             f"Cannot write to the run folder {output_dir} ({error.strerror or error}). Point runs at a writable "
             "folder: paths.log_dir=/path (or ALEXNET_LOG_DIR=/path)."
         ) from error
-    # weights + SGD momentum in fp32, for last.ckpt, the best checkpoint and one being written
-    checkpoint_bytes = 2 * 4 * sum(p.numel() for p in run.module.parameters())
+    for setting, folder in output_folders(run):
+        try:
+            probe_writable(folder)  # made now: a checkpoint folder that vanishes later was removed mid-run
+        except OSError as error:
+            raise UserError(
+                f"{setting}={folder} cannot be written ({error.strerror or error}); the run would fail at its first "
+                "checkpoint. Give a writable folder (or leave it at its default, inside the run folder)."
+            ) from error
+    checkpoint_bytes = checkpoint_size(run.module, cfg)
     free = shutil.disk_usage(output_dir).free
-    if free < 3 * checkpoint_bytes:
+    if free < CHECKPOINTS_AT_ONCE * checkpoint_bytes:
         raise UserError(
             f"Only {free / 2**30:.2f} GiB free in {output_dir}; this net's checkpoints take about "
-            f"{checkpoint_bytes / 2**30:.2f} GiB each and a run keeps up to three. Free some space or point runs "
-            "elsewhere: paths.log_dir=/path."
+            f"{checkpoint_bytes / 2**30:.2f} GiB each and a run holds up to {CHECKPOINTS_AT_ONCE} at once while it "
+            "writes one. Free some space or point runs elsewhere: paths.log_dir=/path."
         )
     if cfg.get("ckpt_path"):
         if not isinstance(cfg.ckpt_path, str):
@@ -103,15 +143,25 @@ def train(cfg: DictConfig, invocation: Invocation | None = None) -> float | None
     run's config is written, under the run folder's lock."""
     invocation = invocation or Invocation()
     output_dir = Path(cfg.paths.output_dir)
-    with claiming(output_dir, cfg.get("resume"), cfg.get("ckpt_path")):
+    resumed = continues_run(cfg.get("resume"), cfg.get("ckpt_path"))
+    composed = OmegaConf.to_yaml(cfg)  # as Hydra composed it, for the .hydra/ record
+    with claiming(output_dir, cfg.get("resume"), cfg.get("ckpt_path"), lock=cfg.get("lock", True)) as claim:
         cfg = continue_run(cfg, invocation.typed_keys())
         check_settings(cfg)  # the resumed config too: the saved values with the ones typed now
         describe_run(cfg, invocation)
         run = build(cfg, invocation.multirun)
         preflight(cfg, run)
+        # Every check has passed: only now is anything written into the run folder.
+        claim.begin()
+        if launching_process():
+            write_invocation(output_dir, resumed, composed, invocation.hydra_node, list(invocation.overrides))
         save_config(cfg)
         trainer = run.trainer
-        with ending_as_exit_codes(trainer, output_dir), finishing_wandb(run.loggers):
+        with (
+            run_log(output_dir, invocation.log_name),
+            ending_as_exit_codes(trainer, output_dir),
+            finishing_wandb(run.loggers),
+        ):
             trainer.fit(run.module, datamodule=run.datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
             fit_metrics = dict(trainer.callback_metrics)
             if cfg.get("test"):
