@@ -170,3 +170,45 @@ def test_a_filesystem_without_locks_is_named_and_lock_false_runs(
     assert "lock=false" in refused.stderr and not list((tmp_path / "out" / "runs").glob("*"))
     assert run_main("alexnet-train", *args, "lock=false", cwd=tmp_path).returncode == 0
     assert fcntl.lockf is no_locks
+
+
+def test_resuming_on_data_whose_classes_differ_is_refused(tmp_path: Path, imagenet_root: Path) -> None:
+    """Same number of class folders, one renamed: every label index would silently mean another class."""
+    net = ["data=imagenet", "data.num_classes=3", "data.num_workers=0", "data.pin_memory=false", "data.test_crops=1",
+           "model.input_size=67", "model.channels=[8,16,16,16,16]", "model.hidden_size=32", "data.batch_size=4",
+           "trainer.max_epochs=1", "trainer.limit_train_batches=1", "trainer.limit_val_batches=1",
+           "test=false"]  # fmt: skip
+    training.train(train_config(tmp_path, imagenet_root, net, fashion=False), Invocation())
+    renamed = tmp_path / "renamed"
+    shutil.copytree(imagenet_root, renamed)
+    for split in ("train", "val"):
+        (renamed / split / "n01440764").rename(renamed / split / "n09999999")
+    folder = tmp_path / "run"
+    ran = run_main("alexnet-train", f"resume={folder}", f"data.root={renamed}", "trainer.max_epochs=2", cwd=tmp_path)
+    assert ran.returncode == 2, ran.stderr[-2000:]
+    assert "The checkpoint was trained on other classes than data.root=" in ran.stderr
+    assert "not in the data: n01440764 tench" in ran.stderr
+
+
+def test_a_mid_epoch_resume_with_another_batch_size_is_refused(tmp_path: Path, fashion_root: Path) -> None:
+    settings = [*TINY, "trainer.max_epochs=2", "callbacks.checkpoint.every_n_train_steps=1", "trainer.max_steps=2"]
+    training.train(train_config(tmp_path, fashion_root, settings), Invocation())  # stops mid-epoch, at step 2
+    folder = tmp_path / "run"
+    ran = run_main("alexnet-train", f"resume={folder}", "data.batch_size=4", "trainer.max_steps=-1", cwd=tmp_path)
+    assert ran.returncode == 2, ran.stderr[-2000:]
+    assert "data.batch_size=4: the run stopped in the middle of epoch 0 (step 2, after 2 batches)" in ran.stderr
+    assert "Resume with data.batch_size=8" in ran.stderr
+    same = run_main("alexnet-train", f"resume={folder}", "trainer.max_steps=-1", cwd=tmp_path)
+    assert same.returncode == 0, same.stderr[-2000:]
+
+
+def test_eval_refuses_a_data_option_other_than_the_checkpoints(tmp_path: Path, finished: Path) -> None:
+    checkpoint = finished / "checkpoints" / "last.ckpt"
+    ran = run_main(
+        "alexnet-eval", f"ckpt_path={checkpoint}", "data=imagenet", f"paths.log_dir={tmp_path}", cwd=tmp_path
+    )
+    assert ran.returncode == 2, ran.stderr[-2000:]
+    assert "the checkpoint's net was trained on FashionMNISTDataModule data, not ImageNetDataModule" in ran.stderr
+    same = run_main("alexnet-eval", f"ckpt_path={checkpoint}", "data=fashion_mnist", f"paths.log_dir={tmp_path}",
+                    cwd=tmp_path)  # fmt: skip
+    assert same.returncode == 0, same.stderr[-2000:]

@@ -56,7 +56,8 @@ def build_net_and_data(cfg: DictConfig, data_keys: list[str], compare_classes: b
     """The net(s) of ``cfg`` and the data module they are scored on.
 
     With checkpoints, both come from the first checkpoint's saved config (not today's defaults), and only the
-    ``data.*`` keys typed now (``data_keys``, e.g. ``data.root``) replace its values. Without, from ``cfg``.
+    ``data.*`` keys typed now (``data_keys``, e.g. ``data.root``) replace its values; a ``data=`` option typed
+    must name the checkpoint's own data module. Without checkpoints, from ``cfg``.
     The class list each checkpoint recorded must be the same for all, and (``compare_classes``) the data's.
     """
     paths = checkpoint_paths(cfg)
@@ -73,6 +74,16 @@ def build_net_and_data(cfg: DictConfig, data_keys: list[str], compare_classes: b
         saved = run_config(checkpoints[0], paths[0])
         model_cfg, data_cfg = saved.model, saved.data
         for key in (k.lstrip("+~") for k in data_keys):
+            if key == "data":  # a data= option: it must be the data the net was trained on
+                if cfg.data.get("_target_") != data_cfg.get("_target_"):
+                    chosen = str(cfg.data.get("_target_", "")).rsplit(".", 1)[-1]
+                    trained = str(data_cfg.get("_target_", "")).rsplit(".", 1)[-1]
+                    raise UserError(
+                        f"data=: the checkpoint's net was trained on {trained} data, not {chosen}; its data settings "
+                        "come from the checkpoint. Leave data= out, and point data.root=/path at another copy of "
+                        "its data if needed."
+                    )
+                continue
             name = key.removeprefix("data.")
             if name.split(".")[0] not in data_cfg:
                 settings = ", ".join(k for k in data_cfg if not k.startswith("_"))

@@ -78,7 +78,9 @@ def predict(cfg: DictConfig, data_keys: list[str] = ()) -> list[tuple[Path, list
         raise UserError("Give the images to classify: alexnet-predict ckpt_path=... images=[img1.jpg,dir/]")
     entries = [str(e) for e in entries] if isinstance(entries, ListConfig | list) else [str(entries)]
     # The classes come from the checkpoint; the data's are compared with them only where the user pointed at data.
-    scored = build_net_and_data(cfg, list(data_keys), compare_classes="data.root" in data_keys)
+    scored = build_net_and_data(
+        cfg, list(data_keys), compare_classes="data.root" in [k.lstrip("+~") for k in data_keys]
+    )
     net, datamodule, names = scored.net, scored.datamodule, scored.class_names
     k = min(cfg.top_k, len(names))
     results = []

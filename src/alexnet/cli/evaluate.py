@@ -11,7 +11,7 @@ from alexnet.config.invocation import Invocation
 
 @hydra_command("eval")
 def main(cfg: DictConfig, invocation: Invocation) -> None:
-    evaluate(cfg, invocation.typed_keys("data."))  # typed data.* keys replace a checkpoint's saved ones
+    evaluate(cfg, invocation.typed_keys("data"))  # data.* typed replace a checkpoint's; data= must be its own
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from alexnet.config.invocation import Invocation
 
 @hydra_command("figures")
 def main(cfg: DictConfig, invocation: Invocation) -> None:
-    checkpoint_figures(cfg, invocation.typed_keys("data."))  # typed data.* keys replace a checkpoint's saved ones
+    checkpoint_figures(cfg, invocation.typed_keys("data"))  # data.* typed replace a checkpoint's; data= must be its own
 
 
 if __name__ == "__main__":

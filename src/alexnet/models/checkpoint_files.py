@@ -109,8 +109,8 @@ def existing_file(path: str | Path) -> Path:
     return path
 
 
-def _resume_checkpoint(path: str | Path) -> tuple[Path, dict]:
-    """A Lightning checkpoint, read whole and checked against its seal."""
+def read_lightning_checkpoint(path: str | Path) -> tuple[Path, dict]:
+    """A Lightning checkpoint (one to continue training from), read whole and checked against its seal."""
     path = existing_file(path)
     checkpoint = load_checked(path)
     try:
@@ -122,13 +122,14 @@ def _resume_checkpoint(path: str | Path) -> tuple[Path, dict]:
 
 def checkpoint_step(path: str | Path) -> int:
     """The optimizer step a Lightning checkpoint was saved at."""
-    return int(_resume_checkpoint(path)[1]["global_step"])
+    return int(read_lightning_checkpoint(path)[1]["global_step"])
 
 
-def check_fits(path: str | Path, module: torch.nn.Module) -> int:
-    """The step of the checkpoint ``path`` that training ``module`` will start from, after checking that its
-    weights fit ``module`` name by name and shape by shape (Lightning would stop with a traceback)."""
-    path, checkpoint = _resume_checkpoint(path)
+def check_fits(path: str | Path, module: torch.nn.Module) -> tuple[int, list[str] | None]:
+    """The step of the checkpoint ``path`` that training ``module`` will start from, and the class list it
+    recorded, after checking that its weights fit ``module`` name by name and shape by shape (Lightning would stop
+    with a traceback)."""
+    path, checkpoint = read_lightning_checkpoint(path)
     step, saved = int(checkpoint["global_step"]), checkpoint.get("state_dict")
     if not isinstance(saved, dict):
         raise UserError(f"ckpt_path={path} is not a readable Lightning checkpoint (KeyError).")
@@ -146,7 +147,8 @@ def check_fits(path: str | Path, module: torch.nn.Module) -> int:
             f"ckpt_path={path} holds another net than these model settings: {differences[0]}{more}. Use the model "
             "settings it was trained with (they are in its run's config_resolved.yaml)."
         )
-    return step
+    recorded = checkpoint.get("class_names")
+    return step, list(recorded) if isinstance(recorded, list | tuple) else None
 
 
 def read_checkpoint(path: str | Path) -> dict:

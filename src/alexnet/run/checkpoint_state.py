@@ -55,6 +55,13 @@ class CheckpointState(Callback):
             "numpy": _numpy_state_as_tensors(np.random.get_state()),
             "python": random.getstate(),
         }
+        # Where in the epoch: a run resumed mid-epoch must keep the batch size and devices that ordered its samples.
+        done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        checkpoint["position"] = {
+            "epoch": trainer.current_epoch,
+            "batches": done,
+            "mid_epoch": 0 < done < trainer.num_training_batches,
+        }
         checkpoint["metric_states"] = {
             "epoch": trainer.current_epoch,
             "metrics": {

@@ -10,13 +10,15 @@ from omegaconf import DictConfig, OmegaConf
 
 from alexnet.config.saved import upgraded
 from alexnet.errors import UserError
-from alexnet.models.checkpoint_files import DamagedCheckpoint, checkpoint_step, intact_checkpoints
+from alexnet.models.checkpoint_files import DamagedCheckpoint, intact_checkpoints, read_lightning_checkpoint
 from alexnet.run.folder import CHECKPOINTS, LAST, RUN_RECORD, continues_run, reroot
 
 log = logging.getLogger(__name__)
 
 # model.* settings that change how the net runs, not what it is: the only ones a resumed run may change.
 RUNTIME_MODEL_KEYS = ("model.compile", "model.channels_last")
+# Settings that decide which samples each rank's next batches hold: fixed until the epoch a run stopped in is over.
+MID_EPOCH_KEYS = ("data.batch_size", "trainer.devices", "trainer.num_nodes", "data.num_workers")
 _ABSENT = object()
 
 
@@ -69,15 +71,16 @@ def saved_config(folder: Path) -> DictConfig:
     return OmegaConf.create(checked)
 
 
-def resume_point(folder: Path) -> Path:
-    """``checkpoints/last.ckpt``, readable and intact; a damaged one names the run's intact checkpoints instead."""
+def resume_point(folder: Path) -> tuple[Path, dict]:
+    """``checkpoints/last.ckpt``, readable and intact, and where in training it was saved (its ``position``, empty
+    for checkpoints written before it was recorded); a damaged one names the run's intact checkpoints instead."""
     last = folder / CHECKPOINTS / LAST
     if not last.is_file():
         raise UserError(
             f"{folder} has no checkpoints/last.ckpt: the run stopped before its first checkpoint. Start it again."
         )
     try:
-        checkpoint_step(last)
+        checkpoint = read_lightning_checkpoint(last)[1]
     except UserError as error:
         intact = intact_checkpoints(p for p in last.parent.glob("*.ckpt") if p != last)
         damaged = isinstance(error, DamagedCheckpoint)
@@ -91,7 +94,8 @@ def resume_point(folder: Path) -> Path:
             f"{last} is damaged ({what}). Intact checkpoints of this run: {listed}. Continue from one of them: "
             f"cp {intact[-1][0]} {last}, then alexnet-train resume={folder}"
         ) from None
-    return last
+    position = checkpoint.get("position")
+    return last, {**(position if isinstance(position, dict) else {}), "step": int(checkpoint["global_step"])}
 
 
 def is_config_group(cfg: DictConfig, name: str) -> bool:
@@ -110,7 +114,7 @@ def continue_run(cfg: DictConfig, typed_keys: list[str]) -> DictConfig:
         return cfg
     folder = Path(cfg.paths.output_dir)  # hydra.run.dir already points at the run being continued
     resumed = saved_config(folder)
-    last = resume_point(folder)
+    last, position = resume_point(folder)
     for key in typed_keys:
         name = key.lstrip("+~")
         if name in ("resume", "ckpt_path") or name.startswith("hydra."):
@@ -130,6 +134,13 @@ def continue_run(cfg: DictConfig, typed_keys: list[str]) -> DictConfig:
                     f"{' and '.join(RUNTIME_MODEL_KEYS)} may change; for another net, start a new run."
                 )
             continue
+        if name in MID_EPOCH_KEYS and position.get("mid_epoch") and OmegaConf.select(resumed, name) != value:
+            raise UserError(
+                f"{name}={value}: the run stopped in the middle of epoch {position['epoch']} (step {position['step']}, "
+                f"after {position['batches']} batches), and the order of that epoch's samples follows "
+                f"{name}={OmegaConf.select(resumed, name)}: another value would serve some of them twice and skip "
+                f"others. Resume with {name}={OmegaConf.select(resumed, name)}, and change it at an epoch's end."
+            )
         OmegaConf.update(resumed, name, value, force_add=True)
     resumed.ckpt_path, resumed.resume = str(last), str(folder)
     log.info("Continuing %s from %s", folder, last)

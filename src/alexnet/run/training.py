@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from alexnet.config.invocation import Invocation
 from alexnet.config.rules import check_settings
 from alexnet.errors import UserError
-from alexnet.models.checkpoint_files import check_fits
+from alexnet.models.checkpoint_files import check_classes, check_fits
 from alexnet.run.build import Run, build
 from alexnet.run.folder import (
     RUN_RECORD,
@@ -122,7 +122,10 @@ def preflight(cfg: DictConfig, run: Run) -> None:
     if cfg.get("ckpt_path"):
         if not isinstance(cfg.ckpt_path, str):
             raise UserError(f"ckpt_path={cfg.ckpt_path}: alexnet-train starts from one checkpoint, not a list.")
-        step = check_fits(cfg.ckpt_path, run.module)
+        step, recorded = check_fits(cfg.ckpt_path, run.module)
+        # Label i must mean the class it meant in training: the same count of classes under other names, or in
+        # another order, would go on silently with every label shifted.
+        check_classes(recorded, run.datamodule.class_names(), f"data.root={cfg.data.get('root')}")
         for logger in run.loggers:
             if isinstance(logger, ResumableCSVLogger):
                 logger.resume_step = step
