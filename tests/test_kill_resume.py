@@ -103,6 +103,15 @@ MOMENTS = [
     KillPoint("in the test phase", "on_test_batch_end"),
 ]
 POINTS = [(moment, signum) for moment in MOMENTS for signum in (signal.SIGKILL, signal.SIGTERM)]
+# Ctrl+C stops as SIGTERM does, with exit status 130, at any moment (Lightning alone would end a sanity check's
+# Ctrl+C with status 1 and no checkpoint).
+POINTS += [
+    (m, signal.SIGINT)
+    for m in MOMENTS
+    if m.name.startswith(
+        ("mid-batch, epoch 1", "during validation, epoch 0", "during the sanity check", "in the test phase")
+    )
+]
 
 
 def _child(folder: Path, data: Path, overrides: list[str], point: KillPoint | None, signum: int, log: Path) -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import math
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -150,6 +151,29 @@ def files() -> Rule:
 
 SEED = integer(0, 2**32 - 1)  # NumPy's seed range, which Lightning's seed_everything enforces
 
+
+def precision() -> Rule:
+    """One of the precisions Lightning's Trainer accepts (its own list)."""
+    from lightning.fabric.connector import _PRECISION_INPUT_INT, _PRECISION_INPUT_STR
+
+    allowed = (*typing.get_args(_PRECISION_INPUT_STR), *map(str, typing.get_args(_PRECISION_INPUT_INT)), "bf16")
+    return Rule(lambda v: str(v) in allowed, "one of " + ", ".join(allowed))
+
+
+def _accelerators_here() -> list[str]:
+    from lightning.pytorch.accelerators import AcceleratorRegistry
+
+    found = sorted(name for name in AcceleratorRegistry.available_accelerators()
+                   if AcceleratorRegistry[name]["accelerator"].is_available())  # fmt: skip
+    return [*found, "gpu"] if {"cuda", "mps"} & set(found) else found
+
+
+def accelerator() -> Rule:
+    """``auto``, or an accelerator Lightning knows that this machine has (``gpu``: CUDA or Apple's MPS)."""
+    here = _accelerators_here()
+    return Rule(lambda v: v == "auto" or v in here, f"auto or an accelerator this machine has ({', '.join(here)})")
+
+
 RULES: dict[str, Rule] = {
     # top-level settings of train.yaml, eval.yaml, predict.yaml
     "seed": _or_null(SEED, null=True),
@@ -196,6 +220,8 @@ RULES: dict[str, Rule] = {
     "module.nonfinite_loss": choice("stop", "skip"),
     "module.scheduler_interval": choice("epoch", "step"),
     # trainer (the Lightning Trainer settings the configs set)
+    "trainer.precision": precision(),
+    "trainer.accelerator": accelerator(),
     "trainer.max_epochs": integer(-1, null=True),
     "trainer.min_epochs": integer(0, null=True),
     "trainer.max_steps": integer(-1),

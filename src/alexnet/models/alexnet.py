@@ -9,6 +9,7 @@ into the torchvision variant.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
 
 import torch
@@ -149,6 +150,8 @@ class AlexNet(nn.Module):
                 f"model.input_size={input_size} is too small: the feature maps shrink to nothing before the "
                 f"classifier (sides {sizes} after conv1..pool3). This net needs model.input_size>={smallest}."
             )
+        flat_features = channels[4] * (sizes[-1] ** 2 if adaptive_pool is None else adaptive_pool**2)
+        _check_fits_in_memory(input_size, flat_features * hidden_size)
         self.in_channels, self.input_size, self.conv1_padding = in_channels, input_size, conv1_padding
         self.num_classes, self.channels_last = num_classes, channels_last
 
@@ -298,6 +301,26 @@ class Ensemble(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return log_mean_softmax(torch.stack([net(x) for net in self.nets]), dim=0)
+
+
+def physical_memory() -> int | None:
+    """Bytes of RAM this machine has, where the OS says (POSIX); None elsewhere."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _check_fits_in_memory(input_size: int, fc6_weights: int) -> None:
+    """Refuse, before allocating it, an FC6 whose float32 weights alone exceed the machine's memory: its input width
+    grows with the square of the input size (model.input_size=100000 would ask for about 40 TB)."""
+    memory, needed = physical_memory(), 4 * fc6_weights
+    if memory is not None and needed > memory:
+        raise ArchitectureError(
+            f"model.input_size={input_size} makes FC6 {fc6_weights:,} weights ({needed / 2**30:,.0f} GiB as float32), "
+            f"more than this machine's {memory / 2**30:,.0f} GiB of memory: the classifier's input grows with the "
+            "square of the input size. Use a smaller model.input_size (227 in the paper), or model.adaptive_pool=6."
+        )
 
 
 def _check_arguments(args: dict) -> None:

@@ -23,15 +23,20 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     A write that fails (a full disk, the run folder removed, a folder made read-only) leaves no partial file and
     ends the run with one message naming the last intact checkpoint."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._written: set[Path] = set()  # folders this run has saved into
+
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
         path = Path(path)
         partial = path.with_name(f".{path.name}.partial")
         seal(checkpoint)
-        if not path.parent.is_dir():  # made before training (preflight): Lightning would make it anew, alone
+        if path.parent in self._written and not path.parent.is_dir():  # Lightning would make it anew, holding only this
             raise _unsaved(path, FileNotFoundError(errno.ENOENT, "no such folder", str(path.parent)))
         try:
             super().save_checkpoint(checkpoint, partial, storage_options)
             os.replace(partial, path)
+            self._written.add(path.parent)
         except OSError as error:
             partial.unlink(missing_ok=True)
             raise _unsaved(path, error) from error

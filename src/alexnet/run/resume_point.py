@@ -46,8 +46,11 @@ class ResumePoint(Checkpoint):
         path = self.dirpath / LAST
         return str(path) if path.is_file() else ""
 
+    def _skips(self, trainer: L.Trainer) -> bool:
+        return bool(trainer.sanity_checking or trainer.fast_dev_run or self._saved_step == trainer.global_step)
+
     def _write_aside(self, trainer: L.Trainer) -> None:
-        if trainer.sanity_checking or trainer.fast_dev_run or self._saved_step == trainer.global_step:
+        if self._skips(trainer):
             return
         self._commit(trainer)
         trainer.save_checkpoint(self.dirpath / PENDING)
@@ -79,7 +82,7 @@ class ResumePoint(Checkpoint):
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._commit(trainer)
-        if self._saved_step != trainer.global_step:  # stopped by max_steps inside an epoch
+        if not self._skips(trainer):  # stopped by max_steps inside an epoch
             trainer.save_checkpoint(self.dirpath / LAST)
             self._saved_step = trainer.global_step
 
