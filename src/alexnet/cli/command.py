@@ -19,7 +19,7 @@ from alexnet.config.invocation import Invocation
 from alexnet.config.location import CONFIG_DIR
 from alexnet.config.rules import check_settings
 from alexnet.errors import reported_user_errors
-from alexnet.run.folder import check_run_folder, removed_if_left_empty
+from alexnet.run.folder import check_run_folder, removed_if_left_empty, resolve_auto
 from alexnet.run.resume import continue_run
 
 T = TypeVar("T")
@@ -43,7 +43,10 @@ def show_resumed_config(config_name: str, argv: list[str]) -> bool:
     folder = Path(str(full.hydra.run.dir)).absolute()
     with open_dict(full):
         full.paths.output_dir = str(folder)
+        full.resume = resolve_auto(full.get("resume"), folder)
         del full["hydra"]
+    if not full.resume and full.get("ckpt_path") != "last":
+        return False  # resume=auto in a folder without a run: Hydra prints the new run's config
     check_run_folder(folder, full.get("resume"), full.get("ckpt_path"))
     keys = [o.split("=", 1)[0] for o in args.overrides]
     print(OmegaConf.to_yaml(continue_run(full, keys)), end="")

@@ -48,6 +48,24 @@ def holds_run(folder: Path) -> bool:
     return (folder / RUN_RECORD).is_file()
 
 
+AUTO = "auto"  # resume=auto: continue the run in this folder if it has a resume point, else start one there
+
+
+def resolve_auto(resume: str | None, folder: Path) -> str | None:
+    """``resume=auto`` made definite for ``folder``: the folder (continue it) once it holds ``checkpoints/last.ckpt``,
+    else None (start a run there, replacing a record that died before its first checkpoint)."""
+    if resume != AUTO:
+        return resume
+    return str(folder) if (folder / CHECKPOINTS / LAST).is_file() else None
+
+
+def slurm_job_id() -> str | None:
+    """The SLURM job (``<array job>_<task>`` for an array) this process runs in, as Lightning names it; None outside."""
+    from lightning.fabric.plugins.environments import SLURMEnvironment
+
+    return str(SLURMEnvironment.job_id()) if os.environ.get("SLURM_JOB_ID") else None
+
+
 def continues_run(resume: str | None, ckpt_path: Any) -> bool:
     """``resume=<folder>`` and ``ckpt_path=last`` continue a run in its own folder; anything else starts one."""
     return bool(resume) or ckpt_path == "last"
@@ -59,7 +77,12 @@ def launching_process() -> bool:
 
 
 def check_run_folder(folder: Path, resume: str | None, ckpt_path: Any) -> None:
-    """A run continues only a folder that holds one, and starts only in a folder that holds none."""
+    """A run continues only a folder that holds one, and starts only in a folder that holds none (``resume=auto``:
+    or one whose run died before its first checkpoint)."""
+    if resume == AUTO:
+        resume = resolve_auto(resume, folder)
+        if resume is None:
+            return
     if continues_run(resume, ckpt_path):
         if holds_run(folder):
             return
@@ -313,7 +336,12 @@ def latest_resumable_run(runs_dir: Path) -> Path | None:
 
 
 def run_dir(resume: str | None, ckpt_path: str | None, log_dir: str, fresh: str) -> str:
-    """``resume=<folder>`` and ``ckpt_path=last`` continue a run in its own folder; anything else starts one."""
+    """``resume=<folder>`` and ``ckpt_path=last`` continue a run in its own folder; anything else starts one.
+    ``resume=auto`` inside a SLURM job: ``runs/slurm-<job id>``, the same folder when the job is requeued (elsewhere
+    give the folder: ``hydra.run.dir=...``)."""
+    if resume == AUTO:
+        job = slurm_job_id()
+        return str(Path(log_dir).absolute() / "runs" / f"slurm-{job}") if job else fresh
     if resume:
         return str(Path(resume).expanduser().absolute())
     if ckpt_path == "last" and (latest := latest_resumable_run(Path(log_dir) / "runs")) is not None:

@@ -13,7 +13,9 @@ logged, ``last.ckpt`` is saved, and the process exits with 128 + the signal's nu
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -26,10 +28,16 @@ from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from alexnet.errors import UserError
+from alexnet.run.folder import launching_process, slurm_job_id
 
 log = logging.getLogger(__name__)
 
-STOP_SIGNALS = {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM", signal.SIGUSR1: "SIGUSR1"}
+STOP_SIGNALS = {
+    signal.SIGINT: "SIGINT",
+    signal.SIGTERM: "SIGTERM",
+    signal.SIGUSR1: "SIGUSR1",
+    signal.SIGUSR2: "SIGUSR2",  # submitit's time-limit and pre-emption warning (SUBMITIT_PREEMPT_SIGNAL)
+}
 # What gloo and NCCL say when a peer process has gone away mid-collective.
 PEER_FAILURES = (
     "gloo/transport",  # every gloo socket error names its transport source file
@@ -57,14 +65,16 @@ class StopOnSignal(Callback):
         self._in_last_batch = False
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        # Ctrl+C from here on, the sanity check included (Lightning would end with exit status 1 there).
-        self._install(trainer, (signal.SIGINT,))
+        # Ctrl+C from here on, the sanity check included (Lightning would end with exit status 1 there). SIGUSR1 now
+        # too: Lightning installs its own SLURM requeue handler (an hpc_ckpt_*.ckpt at whatever moment) only where
+        # none is installed yet.
+        self._install(trainer, (signal.SIGINT, signal.SIGUSR1, *submitit_signal()))
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # Lightning has installed its SIGTERM handler by now: ours goes in front of it, and calls it when it is time.
         lightning = signal.getsignal(signal.SIGTERM)
         self._lightning = lightning if callable(lightning) else None
-        self._install(trainer, (signal.SIGTERM, signal.SIGUSR1))
+        self._install(trainer, (signal.SIGTERM,))
 
     def _install(self, trainer: L.Trainer, signals: tuple[int, ...]) -> None:
         if not _main_thread():
@@ -114,6 +124,11 @@ class StopOnSignal(Callback):
         ):
             self.saved = self.dirpath / "last.ckpt"
             trainer.save_checkpoint(self.saved)
+            if self.received == "SIGUSR1":
+                requeue_slurm_job()
+            elif self.received == "SIGUSR2" and callable(submitit := self._previous.get(signal.SIGUSR2)):
+                self._restore()
+                submitit(signal.SIGUSR2, None)  # submitit requeues the job (hydra.launcher.max_num_timeout) and exits
         self._restore()
 
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
@@ -124,6 +139,32 @@ class StopOnSignal(Callback):
             for signum, handler in self._previous.items():
                 signal.signal(signum, handler)
         self._previous = {}
+
+
+def submitit_signal() -> tuple[int, ...]:
+    """The signal submitit warns a job with before its time limit or a pre-emption, inside a submitit job."""
+    if not os.environ.get("SUBMITIT_EXECUTOR"):
+        return ()
+    name = os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2")
+    signum = getattr(signal, f"SIG{name.removeprefix('SIG')}", None)
+    return (signum,) if signum in STOP_SIGNALS else ()
+
+
+def requeue_slurm_job() -> bool:
+    """Under SLURM, after SIGUSR1 (``sbatch --signal=USR1@120``: the time limit or a pre-emption is near) and the
+    checkpoint: put the job back in the queue (``scontrol requeue``, from the job's first task only). The requeued job
+    runs the same command; with ``resume=auto`` it continues this run folder by itself. True when requeued."""
+    job = slurm_job_id()
+    if job is None or not launching_process():
+        return False
+    try:
+        subprocess.run(["scontrol", "requeue", job], check=True, timeout=60, capture_output=True, text=True)
+    except (OSError, subprocess.SubprocessError) as error:
+        detail = getattr(error, "stderr", None) or error
+        log.warning("Could not requeue SLURM job %s (%s); resubmit it with resume=<run folder>.", job, detail)
+        return False
+    log.warning("Requeued SLURM job %s: when it starts again, resume=auto continues this run folder.", job)
+    return True
 
 
 def _main_thread() -> bool:

@@ -18,11 +18,13 @@ from alexnet.errors import UserError
 from alexnet.models.checkpoint_files import check_classes, check_fits
 from alexnet.run.build import Run, build
 from alexnet.run.folder import (
+    AUTO,
     RUN_RECORD,
     claiming,
     continues_run,
     launching_process,
     probe_writable,
+    resolve_auto,
     run_log,
     write_invocation,
 )
@@ -146,6 +148,9 @@ def train(cfg: DictConfig, invocation: Invocation | None = None) -> float | None
     run's config is written, under the run folder's lock."""
     invocation = invocation or Invocation()
     output_dir = Path(cfg.paths.output_dir)
+    if cfg.get("resume") == AUTO:
+        with open_dict(cfg):
+            cfg.resume = resolve_auto(cfg.resume, output_dir)
     resumed = continues_run(cfg.get("resume"), cfg.get("ckpt_path"))
     composed = OmegaConf.to_yaml(cfg)  # as Hydra composed it, for the .hydra/ record
     with claiming(output_dir, cfg.get("resume"), cfg.get("ckpt_path"), lock=cfg.get("lock", True)) as claim:
