@@ -189,3 +189,23 @@ def test_checkpoint_carries_the_mean_image_to_evaluation(tmp_path: Path) -> None
     datamodule.setup("test")
     images, _ = next(iter(datamodule.test_dataloader()))
     assert torch.isfinite(net(datamodule.model_input(images))).all()
+
+
+def test_a_cache_whose_values_were_changed_is_recomputed_not_used(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The right fingerprint but other values (a damaged file): the checksum of the values tells, and it is redone."""
+    root = make_imagenet(tmp_path / "imagenet", {"train": 2, "val": 1})
+    cache = root / "mean_image_train_256px.pt"
+    paper_imagenet(root).prepare_data()
+    saved = torch.load(cache, weights_only=True)
+    saved["mean_image"][0, 100:110, 100:110] += 50  # fingerprint and checksum kept: only the values changed
+    torch.save(saved, cache)
+    caplog.set_level(logging.INFO)
+    recomputed = paper_imagenet(root)
+    recomputed.prepare_data()
+    assert "its values do not match its checksum (damaged)" in caplog.text
+    expected = served_training_images(root).double().mean(0).float()
+    torch.testing.assert_close(recomputed.normalization.mean_image, expected, rtol=0, atol=1e-4)
+    rewritten = torch.load(cache, weights_only=True)
+    torch.testing.assert_close(rewritten["mean_image"], expected, rtol=0, atol=1e-4)  # the cache is whole again

@@ -56,6 +56,11 @@ def bytes_fingerprint(path: Path, settings: str) -> str:
     return digest.hexdigest()
 
 
+def values_checksum(image: torch.Tensor) -> str:
+    """SHA-256 of a float32 image's bytes: what a cache file's values must match."""
+    return hashlib.sha256(image.detach().to("cpu", torch.float32).contiguous().numpy().tobytes()).hexdigest()
+
+
 def mean_of_batches(batches: Iterable[torch.Tensor], total: int, description: str) -> torch.Tensor:
     """Per-pixel mean of uint8 (N, C, H, W) batches, summed exactly in float64, with a progress bar."""
     total_sum: torch.Tensor | None = None
@@ -92,13 +97,26 @@ class MeanImageCache:
 
     @staticmethod
     def _read(path: Path) -> dict | None:
+        """The cache file's content if it is whole: a finite float32 (C, H, W) image whose values match the checksum
+        written with them (a file damaged on disk, or edited, is recomputed, never used)."""
         try:
             saved = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as error:  # truncated or foreign file: recompute rather than fail
             log.warning("Ignoring the unreadable mean-image cache %s (%s).", path, error)
             return None
-        ok = isinstance(saved, dict) and isinstance(saved.get("mean_image"), torch.Tensor) and "fingerprint" in saved
-        return saved if ok else None
+        image = saved.get("mean_image") if isinstance(saved, dict) else None
+        whole = (
+            isinstance(image, torch.Tensor)
+            and image.dtype == torch.float32
+            and image.dim() == 3
+            and bool(torch.isfinite(image).all())
+            and isinstance(saved.get("fingerprint"), str)
+            # caches written before the checksum existed have none, and are used as before (no recompute of hours)
+            and saved.get("checksum", values_checksum(image)) == values_checksum(image)
+        )
+        if not whole:
+            log.warning("Ignoring the mean-image cache %s: its values do not match its checksum (damaged).", path)
+        return saved if whole else None
 
     def load_trusted(self) -> torch.Tensor | None:
         """The newest cached image without checking its fingerprint: for processes that run after one that just
@@ -129,7 +147,7 @@ class MeanImageCache:
         else:
             log.info("%s: computing the training set's mean image once; it is cached for later runs.", self.description)
         image = compute()
-        self._save({"mean_image": image, "fingerprint": current, "format": FORMAT})
+        self._save({"mean_image": image, "fingerprint": current, "format": FORMAT, "checksum": values_checksum(image)})
         return image
 
     def _save(self, content: dict) -> None:
