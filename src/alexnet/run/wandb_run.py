@@ -16,9 +16,12 @@ def is_wandb(entry: DictConfig | None) -> bool:
     return entry is not None and str(entry.get("_target_", "")).endswith("WandbLogger")
 
 
-def name_wandb_runs(logger_cfg: DictConfig | None, name: str | None, group: str | None) -> None:
-    """Give each W&B logger entry an id, a name and a group, unless set. Done before the run's config is saved:
-    the saved id is what lets ``resume=<run folder>`` reopen the same W&B run."""
+def name_wandb_runs(
+    logger_cfg: DictConfig | None, name: str | None, group: str | None, seed: str | None = None
+) -> None:
+    """Give each W&B logger entry an id, a name and a group, unless set, and a ``seed=<n>`` tag for a job given its
+    seed. Done before the run's config is saved: the saved id is what lets ``resume=<run folder>`` reopen the same
+    W&B run."""
     for entry in (logger_cfg or {}).values():
         if not is_wandb(entry):
             continue
@@ -28,6 +31,9 @@ def name_wandb_runs(logger_cfg: DictConfig | None, name: str | None, group: str 
             )
             entry.name = entry.get("name") or name
             entry.group = entry.get("group") or group
+            tags = list(entry.get("tags") or [])
+            if seed is not None and f"seed={seed}" not in tags:
+                entry.tags = [*tags, f"seed={seed}"]
 
 
 @contextmanager
