@@ -1,5 +1,5 @@
 """Scale and sweeps: DDP on CPU processes, multiruns with one W&B run per job (grouped by configuration, tagged with
-the seed), the report of a multi-seed sweep against SciPy, Optuna, submitit."""
+the seed), the report of a multi-seed sweep against SciPy, the Optuna search with pruning, submitit."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import struct
 from pathlib import Path
 
 import numpy as np
+import optuna
 import pytest
 import yaml
 from omegaconf import OmegaConf
@@ -20,7 +21,7 @@ from alexnet.analysis.paper_figures import FILES
 from alexnet.analysis.sweep_report import report
 from alexnet.config.invocation import Invocation, swept_keys
 from alexnet.run import build
-from alexnet.run.wandb_run import name_wandb_runs
+from alexnet.run.wandb_run import finishing_wandb, name_wandb_runs
 from conftest import assert_visible, column, compose_config, read_metrics, run_cli, run_main, train_config
 
 TINY = ["model.input_size=67", "model.channels=[8,16,16,16,16]", "model.hidden_size=32", "data.download=false",
@@ -248,22 +249,42 @@ def test_a_two_by_three_seed_sweep_reports_what_scipy_computes_from_the_jobs_met
 
 
 @pytest.mark.slow
-def test_optuna_search_runs_trials_and_resumes_its_study(tmp_path: Path, fashion_root: Path) -> None:
+def test_optuna_5_search_prunes_a_trial_that_does_not_learn_and_continues_its_study_across_launchers(
+    tmp_path: Path, fashion_root: Path
+) -> None:
+    """lr 0.02 learns (val top-1 0.225 after one epoch here), lr 1e-7 does not (0.1). The median pruner, set to act
+    after one complete trial from the first epoch on, stops a 1e-7 trial after its first epoch. The second call
+    runs its trial through submitit (another process), which must reach the same SQLite study."""
     args = ["hparams_search=fashion_mnist_optuna", f"data.root={fashion_root}", *TINY, "data.val_size=40",
-            "trainer.max_epochs=1", "trainer.limit_train_batches=2", "test=false", f"paths.log_dir={tmp_path}",
-            "++callbacks.checkpoint=null", "++callbacks.best_checkpoint=null"]  # fmt: skip
-    first = run_cli("alexnet-train", *args, "hydra.sweeper.n_trials=2", cwd=tmp_path, timeout=400)
+            "trainer.max_epochs=2", "trainer.limit_train_batches=20", "test=false", f"paths.log_dir={tmp_path}",
+            "++callbacks.checkpoint=null", "++callbacks.best_checkpoint=null",
+            "optimizer.lr=choice(0.02,1e-7)", "optimizer.weight_decay=5e-4", "model.dropout=0",
+            "module.label_smoothing=0.0", "hydra.sweeper.n_trials=1", "hydra.sweeper.pruner.n_startup_trials=1",
+            "hydra.sweeper.pruner.n_warmup_steps=0",
+            "hydra.sweeper.sampler.seed=2"]  # seed 2 draws 0.02, then (seed 2 + 1 trial) 1e-7  # fmt: skip
+    first = run_cli("alexnet-train", *args, cwd=tmp_path, timeout=400)
     assert first.returncode == 0, first.stderr[-3000:]
-    again = run_cli("alexnet-train", *args, "hydra.sweeper.n_trials=1", cwd=tmp_path, timeout=400)
+    again = run_cli("alexnet-train", *args, "hydra/launcher=local", cwd=tmp_path, timeout=400)
     assert again.returncode == 0, again.stderr[-3000:]
-    import optuna
+    assert "Traceback" not in again.stderr + first.stderr and "Error executing job" not in again.stderr
 
     study = optuna.load_study(
         study_name="alexnet_fashion_mnist", storage=f"sqlite:///{tmp_path}/optuna/alexnet_fashion_mnist.db"
     )
-    assert len(study.trials) == 3 and all(t.state.name == "COMPLETE" for t in study.trials)
-    assert all(0 <= t.value <= 1 for t in study.trials)
-    assert {"optimizer.lr", "model.dropout"} <= set(study.trials[0].params)
+    assert [t.params["optimizer.lr"] for t in study.trials] == [0.02, 1e-7], "the sampler's draws changed"
+    complete, pruned = study.trials
+    assert complete.state.name == "COMPLETE" and pruned.state.name == "PRUNED", "pruned, not failed"
+    assert complete.intermediate_values == {0: pytest.approx(0.225), 1: complete.value} and complete.value > 0.5
+    assert pruned.intermediate_values == {0: pytest.approx(0.1)}, "reported once, then stopped by the pruner"
+    sweeps = sorted((tmp_path / "multirun").iterdir())
+    assert len(sweeps) == 2 and (sweeps[1] / ".submitit").is_dir()
+    overrides = yaml.safe_load((sweeps[1] / "0" / ".hydra" / "overrides.yaml").read_text())
+    assert "callbacks.optuna_pruning.trial=1" in overrides and "optimizer.lr=1e-07" in overrides
+    rows = read_metrics(sweeps[1] / "0" / "csv" / "metrics.csv")
+    assert len(column(rows, "val/acc_top1")) == 1, "the pruned trial's job stopped after one of its two epochs"
+    results = yaml.safe_load((sweeps[1] / "optimization_results.yaml").read_text())
+    assert results["this_call"] == {"complete": 0, "pruned": 1, "failed": 0} and results["trials_in_study"] == 2
+    assert results["best_params"] == {"optimizer.lr": 0.02}
 
 
 @pytest.mark.slow
@@ -389,3 +410,21 @@ def test_the_runs_of_a_multi_seed_sweep_are_grouped_by_configuration_and_tagged_
     name_wandb_runs(logger, seeded.job_name, seeded.run_group, seeded.seed)
     assert logger.wandb.group == "sweep-2026-01-31/model.groups=2,model.lrn=false"
     assert list(logger.wandb.tags) == ["lrn", "seed=3"]
+
+
+def test_a_pruned_trial_finishes_its_wandb_run_as_pruned_not_failed(monkeypatch: pytest.MonkeyPatch) -> None:
+    import wandb
+    from lightning.pytorch.loggers import WandbLogger
+
+    from alexnet.search.pruning import TrialPruned
+
+    finished, run = [], type("Run", (), {"tags": ("seed=1",)})()
+    monkeypatch.setattr(wandb, "run", run)
+    monkeypatch.setattr(wandb, "finish", lambda exit_code: finished.append(exit_code))
+    loggers = [WandbLogger(offline=True)]  # not started: the run above stands in for W&B's
+    with pytest.raises(TrialPruned), finishing_wandb(loggers):
+        raise TrialPruned("Trial was pruned at epoch 1.")
+    assert finished == [0] and run.tags == ("seed=1", "pruned")
+    with pytest.raises(RuntimeError), finishing_wandb(loggers):
+        raise RuntimeError("a crash")
+    assert finished == [0, 1]

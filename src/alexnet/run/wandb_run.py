@@ -39,13 +39,20 @@ def name_wandb_runs(
 @contextmanager
 def finishing_wandb(loggers: list[Logger]) -> Iterator[None]:
     """Finish the W&B run when the block ends, marked failed if it raised. Without this the next job of a
-    multirun logs into this job's run (W&B keeps one live run per process)."""
-    finished = False
+    multirun logs into this job's run (W&B keeps one live run per process). An error whose class names a
+    ``run_outcome`` (``alexnet.search.pruning.TrialPruned``: "pruned") ended the run as asked: the run is finished,
+    not failed, and tagged with that outcome."""
+    outcome: str | None = None
     try:
         yield
-        finished = True
+        outcome = "finished"
+    except BaseException as error:
+        outcome = getattr(type(error), "run_outcome", None)
+        raise
     finally:
         if any(isinstance(logger, WandbLogger) for logger in loggers):
             import wandb
 
-            wandb.finish(exit_code=0 if finished else 1)
+            if outcome not in (None, "finished") and wandb.run is not None:
+                wandb.run.tags = (*wandb.run.tags, outcome)
+            wandb.finish(exit_code=0 if outcome else 1)
