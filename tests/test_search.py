@@ -164,6 +164,24 @@ def test_the_pruning_callback_leaves_runs_outside_a_search_and_finished_trials_a
         OptunaPruning("other", storage, trial=0).setup(None, None, "fit")
 
 
+def test_hparams_search_selects_this_projects_sweeper_which_hydra_finds() -> None:
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.plugins import Plugins
+    from hydra.plugins.sweeper import Sweeper
+
+    from alexnet.config.location import CONFIG_DIR
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("train", ["hparams_search=fashion_mnist_optuna"], return_hydra_config=True)
+    target = "hydra_plugins.alexnet_optuna_sweeper.optuna_sweeper.OptunaSweeper"
+    assert cfg.hydra.sweeper._target_ == target and cfg.hydra.mode.name == "MULTIRUN"
+    assert cfg.callbacks.optuna_pruning.trial is None and cfg.hydra.sweeper.trial_override.endswith(".trial")
+    found = {f"{c.__module__}.{c.__name__}" for c in Plugins.instance().discover(Sweeper)}
+    assert target in found, found
+
+
 def dependency_closure(name: str) -> set[str]:
     """The installed distributions ``name`` needs, itself included (markers evaluated, extras left out)."""
     found, todo = set(), [canonicalize_name(name)]

@@ -71,7 +71,13 @@ class OptunaPruning(Callback):
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self._reporter is not None:
-            self._reporter.on_fit_start(trainer, pl_module)
+            try:
+                self._reporter.on_fit_start(trainer, pl_module)
+            except ValueError as error:  # the integration reports DDP trials through an RDB storage only
+                raise UserError(
+                    f"A DDP trial reports through an RDB storage only ({error}): set hydra.sweeper.storage to an "
+                    "sqlite:///, postgresql:// or mysql:// URL."
+                ) from error
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self._reporter is not None:
