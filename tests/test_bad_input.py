@@ -228,6 +228,25 @@ CASES = [
         2,
         "bench.imagenet.workers=0: must be a positive integer.",
     ),  # fmt: skip
+    # the Optuna search (hparams_search=...): refused before any trial starts
+    (
+        "alexnet-train",
+        ["hparams_search=fashion_mnist_optuna", "optimizer.lr=choice([0.1],[0.2])"],
+        2,
+        "optimizer.lr: Optuna chooses among numbers, strings, booleans or null",
+    ),  # fmt: skip
+    (
+        "alexnet-train",
+        ["hparams_search=fashion_mnist_optuna", "hydra.sweeper.direction=up"],
+        2,
+        "hydra.sweeper.direction=up: must be maximize or minimize.",
+    ),  # fmt: skip
+    (
+        "alexnet-train",
+        ["hparams_search=fashion_mnist_optuna", "hydra.sweeper.n_trials=0"],
+        2,
+        "hydra.sweeper.n_trials=0: must be a positive integer.",
+    ),  # fmt: skip
     # alexnet-prepare and data=imagenet_prepared
     ("alexnet-prepare", ["format=png"], 2, "format='png': must be one of jpeg, raw."),
     ("alexnet-prepare", ["source={missing}"], 2, "no such folder. Point it at the ImageFolder copy."),

@@ -33,6 +33,7 @@ FLOORS = {
     "run": 3,
     "analysis": 4,
     "tracking": 5,
+    "search": 5,  # alexnet.search: the Optuna sweeper's logic (hydra_plugins/ holds only the Hydra plugin)
     "bench": 6,
     "cli": 7,
     "model": 8,  # alexnet.model: the re-export users import AlexNet from

@@ -58,7 +58,8 @@ def describe_run(cfg: DictConfig, invocation: Invocation) -> None:
     """Complete the config with what identifies the run: the git commit, and the W&B run's id, name and group."""
     with open_dict(cfg):
         cfg.git_commit = cfg.get("git_commit") or git_commit()
-    name_wandb_runs(cfg.get("logger"), invocation.job_name, invocation.run_group)
+    seed = invocation.seed if invocation.multirun else None  # tag the runs of a multi-seed sweep
+    name_wandb_runs(cfg.get("logger"), invocation.job_name, invocation.run_group, seed)
 
 
 def save_config(cfg: DictConfig) -> None:

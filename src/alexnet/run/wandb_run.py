@@ -16,9 +16,12 @@ def is_wandb(entry: DictConfig | None) -> bool:
     return entry is not None and str(entry.get("_target_", "")).endswith("WandbLogger")
 
 
-def name_wandb_runs(logger_cfg: DictConfig | None, name: str | None, group: str | None) -> None:
-    """Give each W&B logger entry an id, a name and a group, unless set. Done before the run's config is saved:
-    the saved id is what lets ``resume=<run folder>`` reopen the same W&B run."""
+def name_wandb_runs(
+    logger_cfg: DictConfig | None, name: str | None, group: str | None, seed: str | None = None
+) -> None:
+    """Give each W&B logger entry an id, a name and a group, unless set, and a ``seed=<n>`` tag for a job given its
+    seed. Done before the run's config is saved: the saved id is what lets ``resume=<run folder>`` reopen the same
+    W&B run."""
     for entry in (logger_cfg or {}).values():
         if not is_wandb(entry):
             continue
@@ -28,18 +31,28 @@ def name_wandb_runs(logger_cfg: DictConfig | None, name: str | None, group: str 
             )
             entry.name = entry.get("name") or name
             entry.group = entry.get("group") or group
+            tags = list(entry.get("tags") or [])
+            if seed is not None and f"seed={seed}" not in tags:
+                entry.tags = [*tags, f"seed={seed}"]
 
 
 @contextmanager
 def finishing_wandb(loggers: list[Logger]) -> Iterator[None]:
     """Finish the W&B run when the block ends, marked failed if it raised. Without this the next job of a
-    multirun logs into this job's run (W&B keeps one live run per process)."""
-    finished = False
+    multirun logs into this job's run (W&B keeps one live run per process). An error whose class names a
+    ``run_outcome`` (``alexnet.search.pruning.TrialPruned``: "pruned") ended the run as asked: the run is finished,
+    not failed, and tagged with that outcome."""
+    outcome: str | None = None
     try:
         yield
-        finished = True
+        outcome = "finished"
+    except BaseException as error:
+        outcome = getattr(type(error), "run_outcome", None)
+        raise
     finally:
         if any(isinstance(logger, WandbLogger) for logger in loggers):
             import wandb
 
-            wandb.finish(exit_code=0 if finished else 1)
+            if outcome not in (None, "finished") and wandb.run is not None:
+                wandb.run.tags = (*wandb.run.tags, outcome)
+            wandb.finish(exit_code=0 if outcome else 1)
