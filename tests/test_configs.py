@@ -94,7 +94,8 @@ def test_defaults_are_the_paper_optimizer_and_schedule(tmp_path: Path) -> None:
     assert (cfg.optimizer.lr, cfg.optimizer.momentum, cfg.optimizer.weight_decay) == (0.01, 0.9, 5e-4)
     assert (cfg.scheduler.mode, cfg.scheduler.factor) == ("max", 0.1)
     assert cfg.module.scheduler_monitor == "val/acc_top1"
-    assert cfg.callbacks.best_checkpoint.monitor == "val/acc_top1" and cfg.callbacks.checkpoint.save_last
+    assert cfg.callbacks.best_checkpoint.monitor == "val/acc_top1"
+    assert cfg.callbacks.checkpoint._target_ == "alexnet.run.resume_point.ResumePoint"  # writes last.ckpt
     assert cfg.data.input_size == cfg.model.input_size == 224
     assert compose_file(Path("train.yaml"), tmp_path, "model=paper").data.channels == 3
 

@@ -12,6 +12,7 @@ import yaml
 from PIL import Image
 
 from alexnet.config.invocation import Invocation
+from alexnet.models.checkpoint_files import seal
 from alexnet.run.training import train
 from conftest import run_main, train_config
 
@@ -38,6 +39,7 @@ def crafted_checkpoint(tmp_path: Path, finished: Path) -> tuple[Path, Path]:
     marker = tmp_path / "marker"
     checkpoint = torch.load(finished / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     checkpoint["hyper_parameters"]["run_config"]["model"]["channels"] = payload(marker)  # instantiated recursively
+    seal(checkpoint)  # whoever crafts a checkpoint can seal it too: the seal is no defence against a payload
     crafted = tmp_path / "shared.ckpt"
     torch.save(checkpoint, crafted)
     return crafted, marker

@@ -81,7 +81,8 @@ class Invocation:
             experiment=hydra.runtime.choices.get("experiment"),
             hydra_node=OmegaConf.to_container(hydra, resolve=False),
             log_name=str(hydra.job.name),
-            output_dir=str(hydra.runtime.output_dir),
+            # missing in a compose() outside a running command (tests, tools)
+            output_dir=None if OmegaConf.is_missing(hydra.runtime, "output_dir") else str(hydra.runtime.output_dir),
             swept=swept_keys(hydra.sweep.dir) if multirun else None,
         )
 
