@@ -4,6 +4,7 @@ what an interrupted run left, decoding on the device, exact mid-epoch resume, DD
 from __future__ import annotations
 
 import datetime
+import hashlib
 import ipaddress
 import json
 import logging
@@ -21,13 +22,13 @@ import lightning as L
 import pytest
 import torch
 from litdata import StreamingDataset
-from torchvision.io import decode_jpeg
+from torchvision.io import decode_jpeg, read_file
 
 from alexnet.analysis.scored_net import net_from_checkpoint
 from alexnet.analysis.scoring import evaluate, predict
 from alexnet.data.imagenet.image_folder import ImageNetDataModule
 from alexnet.data.imagenet.prepared_reader import PreparedImageNetDataModule
-from alexnet.data.imagenet.prepared_writer import PatchSettings, prepare
+from alexnet.data.imagenet.prepared_writer import PatchSettings, list_split, prepare
 from alexnet.errors import UserError
 from alexnet.models.checkpoint_files import read_checkpoint
 from alexnet.models.lit_alexnet import LitAlexNet
@@ -116,6 +117,36 @@ def test_preparing_a_finished_output_again_does_nothing(
         prepare(str(quirky_imagenet), str(prepared_jpeg), PatchSettings(format="raw"), num_workers=1)
 
 
+def test_a_source_image_replaced_by_another_of_the_same_size_is_seen(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    source = make_quirky_imagenet(tmp_path / "source", {"train": 2, "val": 2})
+    out = make_prepared(tmp_path / "out", source)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["fingerprint_rule"] == manifest["splits"]["val"]["fingerprint_rule"] == "path, size, mtime_ns"
+    photo = source / "val" / WNIDS[1] / f"{WNIDS[1]}_0.JPEG"
+    size, pixels, data = photo.stat().st_size, decode_jpeg(read_file(str(photo))), bytearray(photo.read_bytes())
+    data[len(data) // 2 : len(data) // 2 + 64] = bytes(64)  # the same length, other entropy-coded pixels
+    photo.write_bytes(bytes(data))
+    assert photo.stat().st_size == size and not torch.equal(decode_jpeg(read_file(str(photo))), pixels)
+    with pytest.raises(UserError, match=r"prepared differently \(source files \(names, sizes or modification"):
+        make_prepared(out, source)
+
+    # A set written before modification times counted (no fingerprint_rule) is still taken for unchanged.
+    former = tmp_path / "former"
+    shutil.copytree(out, former)
+    listings = {s: list_split(source, s) for s in ("train", "val")}
+    old = json.loads((former / "manifest.json").read_text())
+    old.pop("fingerprint_rule")
+    old["source_fingerprint"] = hashlib.sha256(
+        "".join(listings[s].former_fingerprint for s in ("train", "val")).encode()
+    ).hexdigest()
+    (former / "manifest.json").write_text(json.dumps(old))
+    with caplog.at_level(logging.INFO):
+        make_prepared(former, source)
+    assert "nothing to do" in caplog.text
+
+
 def test_an_interrupted_prepare_keeps_finished_splits_and_writes_the_rest_again(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -142,7 +173,7 @@ def test_an_interrupted_prepare_keeps_finished_splits_and_writes_the_rest_again(
     (source / "val" / WNIDS[1] / "extra.JPEG").write_bytes(
         (source / "val" / WNIDS[1] / f"{WNIDS[1]}_0.JPEG").read_bytes()
     )
-    with pytest.raises(UserError, match=r"prepared differently \(source files \(names or sizes\)\)"):
+    with pytest.raises(UserError, match=r"prepared differently \(source files \(names, sizes or modification"):
         make_prepared(out, source)
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "notes.txt").write_text("not a prepared set")

@@ -70,7 +70,18 @@ class SplitListing:
     split: str
     classes: list[str]
     samples: list[tuple[str, str, int]]
-    fingerprint: str  # sha256 of the sorted "relative path <tab> size" lines
+    fingerprint: str  # sha256 of the sorted "relative path <tab> size <tab> mtime_ns" lines
+    former_fingerprint: str = ""  # the same without mtimes, as sets written before recorded it
+
+    @property
+    def fingerprints(self) -> tuple[str, str]:
+        return self.fingerprint, self.former_fingerprint
+
+
+# A replaced file of the same size shows in its modification time (cp, mv and editors set it). Hashing every
+# source byte would tell more, but means reading ImageNet's 140 GB again before each check.
+FINGERPRINT_RULE = "path, size, mtime_ns"
+SPLIT_SUMMARY = ("images", "per_class", "bytes", "source_files", "source_fingerprint", "fingerprint_rule")
 
 
 def list_split(source: Path, split: str) -> SplitListing:
@@ -87,10 +98,12 @@ def list_split(source: Path, split: str) -> SplitListing:
         where = f"class folders without images: {', '.join(empty[:5])}" if classes else "no class folders"
         raise UserError(f"alexnet-prepare: {folder} has {where}.\n{LAYOUT}")
     samples = [(path, os.path.relpath(path, source), label) for path, label in found]
-    digest = hashlib.sha256()
+    digest, former = hashlib.sha256(), hashlib.sha256()
     for path, relative, _ in sorted(samples, key=lambda s: s[1]):
-        digest.update(f"{relative}\t{os.stat(path).st_size}\n".encode())
-    return SplitListing(split, classes, samples, digest.hexdigest())
+        stat = os.stat(path)
+        digest.update(f"{relative}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
+        former.update(f"{relative}\t{stat.st_size}\n".encode())
+    return SplitListing(split, classes, samples, digest.hexdigest(), former.hexdigest())
 
 
 class PatchWriter:
@@ -170,6 +183,7 @@ def write_split(
         "bytes": size,
         "source_files": len(samples),
         "source_fingerprint": listing.fingerprint,
+        "fingerprint_rule": FINGERPRINT_RULE,
         "skipped": skipped,
     }
 
@@ -183,11 +197,13 @@ def expected_settings(settings: PatchSettings, classes: list[str]) -> dict[str, 
     }
 
 
-def settings_differ(record: dict[str, Any], wanted: dict[str, Any], fingerprint: str) -> list[str]:
-    """The settings (and the source listing) in which a written record differs from this run."""
+def settings_differ(record: dict[str, Any], wanted: dict[str, Any], fingerprints: tuple[str, str]) -> list[str]:
+    """The settings (and the source listing: ``fingerprints`` = this rule's, the former rule's) in which a written
+    record differs from this run. A record without ``fingerprint_rule`` was written before mtimes counted."""
     differ = [key for key, value in wanted.items() if record.get(key) != value]
-    if record.get("source_fingerprint") != fingerprint:
-        differ.append("source files (names or sizes)")
+    current = record.get("fingerprint_rule") == FINGERPRINT_RULE
+    if record.get("source_fingerprint") != fingerprints[0 if current else 1]:
+        differ.append("source files (names, sizes or modification times)")
     return differ
 
 
@@ -243,10 +259,11 @@ def prepare(
             raise UserError(f"The class folders of {source_root / split} differ from those of {splits[0]}/.\n{LAYOUT}")
     wanted = expected_settings(settings, classes)
     fingerprint = hashlib.sha256("".join(listings[s].fingerprint for s in splits).encode()).hexdigest()
+    former = hashlib.sha256("".join(listings[s].former_fingerprint for s in splits).encode()).hexdigest()
 
     finished = read_manifest(output)
     if finished is not None:
-        differ = settings_differ(finished, wanted, fingerprint)
+        differ = settings_differ(finished, wanted, (fingerprint, former))
         if sorted(finished.get("splits", {})) != sorted(splits):
             differ.append("splits")
         if not differ:
@@ -267,7 +284,7 @@ def prepare(
     for split in splits:
         record_text = read_text(join(output, f"{split}.json"))
         record = json.loads(record_text) if record_text else None
-        if record is not None and not settings_differ(record, wanted, listings[split].fingerprint):
+        if record is not None and not settings_differ(record, wanted, listings[split].fingerprints):
             log.info("%s/ was completed by an earlier run: kept (%s images).", split, f"{record['images']:,}")
             records[split] = record
             continue
@@ -296,11 +313,9 @@ def prepare(
         "created_by": "alexnet-prepare",
         "source": str(source_root),
         "source_fingerprint": fingerprint,
+        "fingerprint_rule": FINGERPRINT_RULE,
         "resize": RESIZE_RULE,
-        "splits": {
-            s: {k: records[s][k] for k in ("images", "per_class", "bytes", "source_files", "source_fingerprint")}
-            for s in splits
-        },
+        "splits": {s: {k: records[s][k] for k in SPLIT_SUMMARY} for s in splits},
         "skipped": skipped,
     }
     write_text(join(output, MANIFEST), json.dumps(manifest, indent=1))  # last: the set is complete
