@@ -7,6 +7,7 @@ traceback reached the terminal. Most run in this process (``run_main``: the entr
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -72,13 +73,22 @@ def files(tmp_path_factory: pytest.TempPathFactory, fashion_root: Path) -> dict[
     (broken_sweep / "0" / ".hydra" / "overrides.yaml").write_text("- model.lrn=true\n")
     (broken_sweep / "0" / "csv").mkdir()
     (broken_sweep / "0" / "csv" / "metrics.csv").write_bytes(b"epoch,step,val/acc_top1\n0,9,\xff\xfe\n")
+    # Prepared sets whose manifest.json is cut short, or edited so that its counts disagree.
+    cut_manifest, uneven_manifest = root / "cut_manifest", root / "uneven_manifest"
+    for folder in (cut_manifest, uneven_manifest):
+        folder.mkdir()
+    (cut_manifest / "manifest.json").write_text('{"classes": ["n01440764", ')
+    uneven = {"classes": ["a", "b"], "format": "jpeg", "resize_size": 256, "jpeg_quality": 90, "write_order_seed": 0,
+              "splits": {"train": {"images": 5, "per_class": [2, 2]}}}  # fmt: skip
+    (uneven_manifest / "manifest.json").write_text(json.dumps(uneven))
     # ImageNet folders: val/ with fewer classes than train/.
     fewer = make_imagenet(root / "imagenet_fewer", {"train": 1, "val": 1})
     shutil.rmtree(fewer / "val" / WNIDS[2])
     return {"good": good, "truncated": truncated, "foreign": foreign, "paper_weights": paper_weights,
             "not_an_image": not_an_image, "scientific": scientific, "corrupt": corrupt, "a_file": a_file,
             "empty_dir": empty_dir, "data": fashion_root, "missing": root / "missing", "run": run_folder,
-            "bad_config": bad_config, "damaged": damaged, "broken_sweep": broken_sweep, "fewer": fewer}  # fmt: skip
+            "bad_config": bad_config, "damaged": damaged, "broken_sweep": broken_sweep, "fewer": fewer,
+            "cut_manifest": cut_manifest, "uneven_manifest": uneven_manifest}  # fmt: skip
 
 
 # (command, arguments with {placeholders} from `files`, exit status, text the message must hold)
@@ -257,6 +267,19 @@ CASES = [
         ["data=imagenet_prepared", "data.root={missing}", "data.num_workers=0"],
         2,
         "holds no finished prepared set (no manifest.json). Write one with alexnet-prepare",
+    ),  # fmt: skip
+    (
+        "alexnet-train",
+        ["data=imagenet_prepared", "data.root={cut_manifest}", "data.num_workers=0"],
+        2,
+        "manifest.json is damaged or not alexnet-prepare's: it is not JSON (",
+    ),  # fmt: skip
+    (
+        "alexnet-train",
+        ["data=imagenet_prepared", "data.root={uneven_manifest}", "data.num_workers=0", "data.num_classes=2"],
+        2,
+        "manifest.json is damaged or not alexnet-prepare's: splits.train.per_class sums to 4, not its 5 images. "
+        "Write the set again with alexnet-prepare",
     ),  # fmt: skip
 ]
 # A few run the installed command in a subprocess: the console scripts, Hydra's own error path and the exit

@@ -33,6 +33,7 @@ from torchvision.io import encode_jpeg
 from alexnet.config.rules import check_values
 from alexnet.data.image_files import UNREADABLE, class_folder_samples, read_patch
 from alexnet.data.imagenet.image_folder import LAYOUT
+from alexnet.data.imagenet.manifest_fields import parse_manifest
 from alexnet.data.storage import check_location, has_files, is_remote, join, read_text, remove, write_text
 from alexnet.errors import UserError
 
@@ -208,8 +209,9 @@ def settings_differ(record: dict[str, Any], wanted: dict[str, Any], fingerprints
 
 
 def read_manifest(root: str) -> dict[str, Any] | None:
+    """The finished set's manifest, its fields checked; None when there is none."""
     text = read_text(join(root, MANIFEST))
-    return None if text is None else json.loads(text)
+    return None if text is None else parse_manifest(text, join(root, MANIFEST))
 
 
 def check_output_folder(output: str, source: Path) -> None:
