@@ -274,6 +274,18 @@ RULES: dict[str, Rule] = {
     "batch_size": integer(1),
     "dpi": integer(1),
     "train_images": integer(1, null=True),
+    # alexnet-export (its format=: TASK_RULES)
+    "export.preprocess": boolean(),
+    "export.layout": choice("nchw", "nhwc"),
+    "export.validation_images": integer(1),
+    "output": _or_null(Rule(lambda v: isinstance(v, str) and v != "", "a folder"), null=True),
+    # alexnet-predict model_path=<exported file>
+    "model_path": _or_null(Rule(lambda v: isinstance(v, str) and v != "", "an exported .onnx or .pt2 file"), null=True),
+}
+
+# A top-level name that means something else in one command than in the others: (task_name, key) -> its rule there.
+TASK_RULES: dict[tuple[str, str], Rule] = {
+    ("export", "format"): choice("onnx", "torch_export"),  # alexnet-prepare's format= is jpeg or raw
 }
 
 # Pairs of settings that must be equal, and how to make them so.
@@ -286,8 +298,8 @@ def _plain(value: Any) -> Any:
     return OmegaConf.to_container(value, resolve=True) if isinstance(value, DictConfig | ListConfig) else value
 
 
-def _broken(key: str, value: Any) -> str | None:
-    rule = RULES[key]
+def _broken(key: str, value: Any, task: str | None = None) -> str | None:
+    rule = TASK_RULES.get((str(task), key), RULES[key])
     return None if rule.accepts(value) else f"{key}={value!r}: must be {rule.expected}"
 
 
@@ -307,7 +319,7 @@ def check_settings(cfg: DictConfig) -> None:
     problems = []
     for key in RULES:
         value = _plain(OmegaConf.select(cfg, key, default=_ABSENT))
-        if value is not _ABSENT and (problem := _broken(key, value)):
+        if value is not _ABSENT and (problem := _broken(key, value, cfg.get("task_name"))):
             problems.append(problem)
     for key, other, fix in AGREE:
         values = [OmegaConf.select(cfg, k, default=_ABSENT) for k in (key, other)]
