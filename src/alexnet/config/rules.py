@@ -262,6 +262,14 @@ RULES: dict[str, Rule] = {
     "bench.imagenet.steps": integer(1),
     "bench.imagenet.jpeg_quality": integer(1, 100),
     "bench.imagenet.prepare_workers": integer(1, null=True),
+    "bench.inference.batch_sizes": Rule(
+        lambda v: isinstance(v, list) and len(v) > 0 and all(_is_int(b) and b > 0 for b in v),
+        "a non-empty list of positive integers, e.g. [1,64]",
+    ),
+    "bench.inference.warmup": integer(0),
+    "bench.inference.timed_images": integer(1),
+    "bench.inference.min_steps": integer(1),
+    "bench.inference.device": Rule(lambda v: isinstance(v, str) and v != "", "auto, cpu, cuda or cuda:<n>"),
     # alexnet-prepare
     "format": choice("jpeg", "raw"),
     "jpeg_quality": integer(1, 100),
