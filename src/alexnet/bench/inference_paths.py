@@ -135,7 +135,9 @@ def inference_benchmark(cfg: DictConfig) -> dict[str, Any]:
     settings = cfg.bench.inference
     unknown = [p for p in settings.paths if p not in PATHS]
     if unknown:
-        raise UserError(f"bench.inference.paths: unknown {', '.join(map(str, unknown))}; choose from {', '.join(PATHS)}.")
+        raise UserError(
+            f"bench.inference.paths: unknown {', '.join(map(str, unknown))}; choose from {', '.join(PATHS)}."
+        )
     folder = Path(cfg.paths.output_dir)
     folder.mkdir(parents=True, exist_ok=True)
     device = torch.device("cuda" if settings.device == "auto" and torch.cuda.is_available() else

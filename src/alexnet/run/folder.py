@@ -374,9 +374,9 @@ def figures_dir(ckpt_path: str | None, fallback: str) -> str:
 def export_dir(ckpt_path: str | None, output: str | None, fallback: str) -> str:
     """alexnet-export writes into ``output`` if given, else ``<run>/export/`` beside the checkpoint's run folder;
     without an existing checkpoint (the command then stops with a message) into ``fallback``."""
-    if output:
+    if isinstance(output, str) and output:
         return str(Path(output).expanduser().absolute())
-    if ckpt_path and Path(ckpt_path).expanduser().is_file():
+    if isinstance(ckpt_path, str) and ckpt_path and Path(ckpt_path).expanduser().is_file():  # a list: refused later
         return str(checkpoint_run_folder(ckpt_path) / EXPORT)
     return fallback
 
