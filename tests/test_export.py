@@ -171,8 +171,11 @@ def test_bench_inference_writes_its_json(tmp_path: Path) -> None:
     (written,) = tmp_path.glob("bench/*/bench.json")
     bench = json.loads(written.read_text())
     assert list(bench["paths"]) == paths.strip("[]").split(",") and bench["batch_sizes"] == [1, 3]
-    for per_batch in bench["paths"].values():
+    for key, per_batch in bench["paths"].items():
         for batch, measured in per_batch.items():
+            if key == "bf16_autocast" and "error" in measured:  # a CPU without AVX512-BF16 or AMX, as here
+                assert "no native bfloat16 on this device" in measured["error"]
+                continue
             assert measured["calls"] == 2, measured
             assert measured["images_per_sec"] == pytest.approx(int(batch) * 1e3 / measured["latency_ms_median"])
             assert measured["latency_ms_p99"] >= measured["latency_ms_median"] > 0

@@ -65,7 +65,24 @@ def summary(times: list[float], batch: int) -> dict[str, float]:
     }
 
 
-def path_calls(net: torch.nn.Module, device: torch.device, folder: Path, size: tuple[int, ...]) -> dict[str, Any]:
+class PathUnavailable(RuntimeError):
+    """A path this machine does not run natively: recorded with the reason, not timed."""
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes bfloat16 in hardware: a CUDA GPU that says so, a CPU with AVX512-BF16 or AMX
+    (oneDNN's check). Elsewhere oneDNN emulates it, several times slower than float32."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a build without oneDNN
+        return False
+
+
+def path_calls(
+    net: torch.nn.Module, device: torch.device, folder: Path, size: tuple[int, ...], emulated_bf16: bool
+) -> dict[str, Any]:
     """For each path, a function from a batch (on ``device``, NCHW float32) to a callable that runs it once."""
     example = torch.randn(2, *size)
 
@@ -78,6 +95,12 @@ def path_calls(net: torch.nn.Module, device: torch.device, folder: Path, size: t
         return lambda: nhwc_net(x)
 
     def bf16(x: torch.Tensor) -> Callable[[], Any]:
+        if not emulated_bf16 and not native_bf16(device):
+            raise PathUnavailable(
+                "no native bfloat16 on this device (oneDNN would emulate it); bench.inference.emulated_bf16=true "
+                "times it anyway"
+            )
+
         def run() -> Any:
             with torch.autocast(device.type, dtype=torch.bfloat16):
                 return net(x)
@@ -146,7 +169,7 @@ def inference_benchmark(cfg: DictConfig) -> dict[str, Any]:
     model_cfg = OmegaConf.merge(cfg.model, {"compile": False, "channels_last": False, "weights": None})
     net = instantiate(model_cfg).eval().to(device)
     size = (net.in_channels, net.input_size, net.input_size)
-    calls = path_calls(net, device, folder, size)
+    calls = path_calls(net, device, folder, size, bool(settings.emulated_bf16))
     results: dict[str, dict[str, Any]] = {}
     for key in settings.paths:
         results[key] = {}

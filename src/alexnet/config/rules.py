@@ -269,6 +269,7 @@ RULES: dict[str, Rule] = {
     "bench.inference.warmup": integer(0),
     "bench.inference.timed_images": integer(1),
     "bench.inference.min_steps": integer(1),
+    "bench.inference.emulated_bf16": boolean(),
     "bench.inference.device": Rule(lambda v: isinstance(v, str) and v != "", "auto, cpu, cuda or cuda:<n>"),
     # alexnet-prepare
     "format": choice("jpeg", "raw"),

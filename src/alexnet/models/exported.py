@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.export.pt2_archive import constants as pt2  # the archive's folder and file names
 
 from alexnet.errors import UserError
 
@@ -92,19 +93,19 @@ def check_program_archive(path: Path) -> None:
             inside = {name[len(root) :]: name for name in names}
             if "archive_format" not in inside or not any(n.startswith("models/") for n in inside):
                 raise refuse("no archive_format or models/: an older or foreign zip")
+            payloads = (pt2.WEIGHTS_DIR, pt2.CONSTANTS_DIR)
             for name, full in inside.items():
-                if name.endswith("_config.json") and name.startswith(("data/weights/", "data/constants/")):
+                if name.endswith("_config.json") and name.startswith(payloads):
                     entries = json.loads(archive.read(full)).get("config", {})
                     for fqn, payload in entries.items():
-                        if payload.get("use_pickle") or not str(payload.get("path_name", "")).startswith(
-                            ("weight_", "tensor_")
-                        ):
+                        raw = (pt2.WEIGHT_FILENAME_PREFIX, pt2.TENSOR_CONSTANT_FILENAME_PREFIX)
+                        if payload.get("use_pickle") or not str(payload.get("path_name", "")).startswith(raw):
                             raise refuse(f"{fqn} is a pickled or custom object")
-                elif name.endswith(".pt") and (name.startswith(("data/weights/", "data/constants/"))):
+                elif name.endswith(".pt") and name.startswith(payloads):
                     raise refuse(f"{name} is a pickled legacy payload")
-                elif name.startswith("data/sample_inputs/") and _pickles(archive.read(full)):
+                elif name.startswith(pt2.SAMPLE_INPUTS_DIR) and _pickles(archive.read(full)):
                     raise refuse(f"{name} holds more than tensors")
-                elif name.startswith(("data/aotinductor/", "data/extra/")) or name.endswith((".so", ".dll")):
+                elif name.startswith((pt2.AOTINDUCTOR_DIR, pt2.EXTRA_DIR)) or name.endswith((".so", ".dll")):
                     raise refuse(f"{name} is compiled code or an extra file")
     except UserError:
         raise
