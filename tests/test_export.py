@@ -109,6 +109,19 @@ def test_every_variant_exports_and_reloads_with_the_checkpoints_logits(
         assert spec["normalization"]["kind"] == "per_channel" and len(spec["normalization"]["std"]) == channels
 
 
+def test_an_export_beyond_the_tolerance_stops_with_one_message_and_keeps_no_model(
+    tmp_path: Path, checkpoints: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import alexnet.export.validation
+
+    monkeypatch.setattr(alexnet.export.validation, "RELATIVE_TOLERANCE", -1.0)  # no difference is small enough
+    result = run_main("alexnet-export", f"ckpt_path={checkpoints['d2l']}", "format=torch_export",
+                      f"output={tmp_path / 'export'}", cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert "error: The exported model differs from the checkpoint beyond the tolerance" in result.stderr
+    assert not list((tmp_path / "export").glob("model.*")), "nothing kept"
+
+
 @SLOW
 @pytest.mark.parametrize(("variant", "fmt", "layout"), [("paper", "onnx", "nhwc"), ("d2l", "torch_export", "nchw")])
 def test_a_graph_with_its_preprocessing_takes_uint8_pixels(

@@ -287,7 +287,6 @@ RULES: dict[str, Rule] = {
     "export.preprocess": boolean(),
     "export.layout": choice("nchw", "nhwc"),
     "export.validation_images": integer(1),
-    "output": _or_null(Rule(lambda v: isinstance(v, str) and v != "", "a folder"), null=True),
     # alexnet-predict model_path=<exported file>
     "model_path": _or_null(Rule(lambda v: isinstance(v, str) and v != "", "an exported .onnx or .pt2 file"), null=True),
 }
