@@ -11,7 +11,7 @@ install: $(BIN)/alexnet-train
 $(BIN)/alexnet-train: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip
-	$(BIN)/pip install -e '.[dev]'
+	$(BIN)/pip install -e '.[dev,export]'
 	touch $@
 
 train: install  ## make train ARGS="model=paper trainer.max_epochs=1"

@@ -7,8 +7,11 @@ traceback reached the terminal. Most run in this process (``run_main``: the entr
 
 from __future__ import annotations
 
+import argparse
+import io
 import json
 import shutil
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +25,20 @@ from alexnet.run.training import train
 from conftest import WNIDS, make_imagenet, run_cli, run_main, train_config
 
 TINY_NET = ["model.input_size=67", "model.channels=[8,16,16,16,16]", "model.hidden_size=32"]
+
+
+def write_pickling_program(path: Path) -> None:
+    """A torch.export archive whose sample inputs are a pickled object (argparse.Namespace, harmless here):
+    torch.export.load would unpickle it with weights_only=False after the weights-only read fails."""
+    program = torch.export.export(torch.nn.Linear(2, 2), (torch.zeros(1, 2),))
+    torch.export.save(program, path)
+    with zipfile.ZipFile(path) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    buffer = io.BytesIO()
+    torch.save(argparse.Namespace(x=1), buffer)
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, buffer.getvalue() if "sample_inputs" in name else data)
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +98,11 @@ def files(tmp_path_factory: pytest.TempPathFactory, fashion_root: Path) -> dict[
     uneven = {"classes": ["a", "b"], "format": "jpeg", "resize_size": 256, "jpeg_quality": 90, "write_order_seed": 0,
               "splits": {"train": {"images": 5, "per_class": [2, 2]}}}  # fmt: skip
     (uneven_manifest / "manifest.json").write_text(json.dumps(uneven))
+    # Exported models: a damaged ONNX file, a program archive that would unpickle an object, a file of another kind.
+    corrupt_onnx = root / "corrupt.onnx"
+    corrupt_onnx.write_bytes(b"\x08\x07\x12\x04this is not a protobuf of an ONNX graph")
+    pickling_pt2 = root / "pickling.pt2"
+    write_pickling_program(pickling_pt2)
     # ImageNet folders: val/ with fewer classes than train/.
     fewer = make_imagenet(root / "imagenet_fewer", {"train": 1, "val": 1})
     shutil.rmtree(fewer / "val" / WNIDS[2])
@@ -88,7 +110,8 @@ def files(tmp_path_factory: pytest.TempPathFactory, fashion_root: Path) -> dict[
             "not_an_image": not_an_image, "scientific": scientific, "corrupt": corrupt, "a_file": a_file,
             "empty_dir": empty_dir, "data": fashion_root, "missing": root / "missing", "run": run_folder,
             "bad_config": bad_config, "damaged": damaged, "broken_sweep": broken_sweep, "fewer": fewer,
-            "cut_manifest": cut_manifest, "uneven_manifest": uneven_manifest}  # fmt: skip
+            "cut_manifest": cut_manifest, "uneven_manifest": uneven_manifest,
+            "corrupt_onnx": corrupt_onnx, "pickling_pt2": pickling_pt2}  # fmt: skip
 
 
 # (command, arguments with {placeholders} from `files`, exit status, text the message must hold)
@@ -238,6 +261,26 @@ CASES = [
         2,
         "bench.imagenet.workers=0: must be a positive integer.",
     ),  # fmt: skip
+    # alexnet-export and exported models (alexnet-predict model_path=)
+    ("alexnet-export", ["ckpt_path={good}", "format=tflite"], 2, "format='tflite': must be one of onnx, torch_export."),
+    ("alexnet-export", ["ckpt_path={good}", "export.layout=hwc"], 2, "export.layout='hwc': must be one of nchw, nhwc."),
+    ("alexnet-export", ["ckpt_path={missing}"], 2, "no such file"),
+    ("alexnet-export", ["ckpt_path=[{good},{good}]"], 2, "alexnet-export exports one checkpoint"),
+    ("alexnet-predict", ["model_path={corrupt_onnx}", "images=[{a_file}]"], 2, "is not a readable ONNX model"),
+    (
+        "alexnet-predict",
+        ["model_path={pickling_pt2}", "images=[{a_file}]"],
+        2,
+        "is not a program archive alexnet-export writes (data/sample_inputs/model.pt holds more than tensors)",
+    ),  # fmt: skip
+    ("alexnet-predict", ["model_path={good}", "images=[{a_file}]"], 2, "give an .onnx file or a .pt2 program"),
+    ("alexnet-predict", ["model_path={missing}.onnx", "images=[{a_file}]"], 2, "missing.onnx: no such file."),
+    (
+        "alexnet-predict",
+        ["model_path={corrupt_onnx}", "ckpt_path={good}", "images=[{a_file}]"],
+        2,
+        "Give ckpt_path= or model_path= (an exported model), not both.",
+    ),  # fmt: skip
     # the Optuna search (hparams_search=...): refused before any trial starts
     (
         "alexnet-train",
@@ -317,3 +360,18 @@ def test_bad_input_gives_one_clear_message(
 def test_the_catalogue_has_at_least_fifty_distinct_cases() -> None:
     assert len(CASES) >= 50 and len({case_id(c) for c in CASES}) == len(CASES)
     assert {(c[0], " ".join(c[1])) for c in CASES} >= IN_A_SUBPROCESS
+
+
+def test_exporting_without_the_export_extra_says_what_to_install(
+    tmp_path: Path, files: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As if onnxruntime were not installed: one line naming the extra, before anything is built."""
+    import alexnet.models.exported
+
+    monkeypatch.setattr(alexnet.models.exported, "EXPORT_PACKAGES", ("onnx", "onnxruntime_not_installed"))
+    predict = [f"model_path={files['corrupt_onnx']}", f"images=[{files['a_file']}]"]
+    for command, args in (("alexnet-export", [f"ckpt_path={files['good']}"]), ("alexnet-predict", predict)):
+        result = run_main(command, f"paths.log_dir={tmp_path}", *args, cwd=tmp_path)
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+        assert "needs the optional packages onnxruntime_not_installed, which are not installed: pip install -e " \
+               "'.[export]'" in result.stderr  # fmt: skip

@@ -33,6 +33,7 @@ FLOORS = {
     "run": 3,
     "analysis": 4,
     "tracking": 5,
+    "export": 5,  # alexnet.export: ONNX and torch.export files of a trained net (alexnet-export)
     "search": 5,  # alexnet.search: the Optuna sweeper's logic (hydra_plugins/ holds only the Hydra plugin)
     "bench": 6,
     "cli": 7,

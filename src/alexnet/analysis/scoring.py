@@ -15,9 +15,10 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig
 
-from alexnet.analysis.scored_net import build_net_and_data, checkpoint_paths
+from alexnet.analysis.scored_net import build_net_and_data, checkpoint_paths, exported_net_and_data
 from alexnet.data.image_files import IMAGE_EXTENSIONS
 from alexnet.errors import UserError
+from alexnet.models.checkpoint_files import check_classes
 from alexnet.models.lit_alexnet import LitAlexNet, crop_averaged_log_probs
 
 
@@ -78,9 +79,15 @@ def predict(cfg: DictConfig, data_keys: list[str] = ()) -> list[tuple[Path, list
         raise UserError("Give the images to classify: alexnet-predict ckpt_path=... images=[img1.jpg,dir/]")
     entries = [str(e) for e in entries] if isinstance(entries, ListConfig | list) else [str(entries)]
     # The classes come from the checkpoint; the data's are compared with them only where the user pointed at data.
-    scored = build_net_and_data(
-        cfg, list(data_keys), compare_classes="data.root" in [k.lstrip("+~") for k in data_keys]
-    )
+    compare_classes = "data.root" in [k.lstrip("+~") for k in data_keys]
+    if cfg.get("model_path") is not None:  # an exported model, with the data pipeline its description records
+        if checkpoint_paths(cfg):
+            raise UserError("Give ckpt_path= or model_path= (an exported model), not both.")
+        scored = exported_net_and_data(cfg, list(data_keys))
+        if compare_classes:
+            check_classes(scored.class_names, scored.datamodule.class_names(), f"data.root={cfg.data.root}")
+    else:
+        scored = build_net_and_data(cfg, list(data_keys), compare_classes=compare_classes)
     net, datamodule, names = scored.net, scored.datamodule, scored.class_names
     k = min(cfg.top_k, len(names))
     results = []

@@ -262,6 +262,15 @@ RULES: dict[str, Rule] = {
     "bench.imagenet.steps": integer(1),
     "bench.imagenet.jpeg_quality": integer(1, 100),
     "bench.imagenet.prepare_workers": integer(1, null=True),
+    "bench.inference.batch_sizes": Rule(
+        lambda v: isinstance(v, list) and len(v) > 0 and all(_is_int(b) and b > 0 for b in v),
+        "a non-empty list of positive integers, e.g. [1,64]",
+    ),
+    "bench.inference.warmup": integer(0),
+    "bench.inference.timed_images": integer(1),
+    "bench.inference.min_steps": integer(1),
+    "bench.inference.emulated_bf16": boolean(),
+    "bench.inference.device": Rule(lambda v: isinstance(v, str) and v != "", "auto, cpu, cuda or cuda:<n>"),
     # alexnet-prepare
     "format": choice("jpeg", "raw"),
     "jpeg_quality": integer(1, 100),
@@ -274,6 +283,17 @@ RULES: dict[str, Rule] = {
     "batch_size": integer(1),
     "dpi": integer(1),
     "train_images": integer(1, null=True),
+    # alexnet-export (its format=: TASK_RULES)
+    "export.preprocess": boolean(),
+    "export.layout": choice("nchw", "nhwc"),
+    "export.validation_images": integer(1),
+    # alexnet-predict model_path=<exported file>
+    "model_path": _or_null(Rule(lambda v: isinstance(v, str) and v != "", "an exported .onnx or .pt2 file"), null=True),
+}
+
+# A top-level name that means something else in one command than in the others: (task_name, key) -> its rule there.
+TASK_RULES: dict[tuple[str, str], Rule] = {
+    ("export", "format"): choice("onnx", "torch_export"),  # alexnet-prepare's format= is jpeg or raw
 }
 
 # Pairs of settings that must be equal, and how to make them so.
@@ -286,8 +306,8 @@ def _plain(value: Any) -> Any:
     return OmegaConf.to_container(value, resolve=True) if isinstance(value, DictConfig | ListConfig) else value
 
 
-def _broken(key: str, value: Any) -> str | None:
-    rule = RULES[key]
+def _broken(key: str, value: Any, task: str | None = None) -> str | None:
+    rule = TASK_RULES.get((str(task), key), RULES[key])
     return None if rule.accepts(value) else f"{key}={value!r}: must be {rule.expected}"
 
 
@@ -307,7 +327,7 @@ def check_settings(cfg: DictConfig) -> None:
     problems = []
     for key in RULES:
         value = _plain(OmegaConf.select(cfg, key, default=_ABSENT))
-        if value is not _ABSENT and (problem := _broken(key, value)):
+        if value is not _ABSENT and (problem := _broken(key, value, cfg.get("task_name"))):
             problems.append(problem)
     for key, other, fix in AGREE:
         values = [OmegaConf.select(cfg, k, default=_ABSENT) for k in (key, other)]

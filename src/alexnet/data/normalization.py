@@ -85,6 +85,11 @@ class PixelNormalization:
         mean, std = self._statistics(x.shape[-3])
         return v2.functional.normalize(x, mean=mean, std=std)
 
+    def channel_statistics(self, channels: int) -> tuple[list[float], list[float]]:
+        """``per_channel``'s mean and std for each channel of ``channels``-channel model input (what an exported
+        model's description states)."""
+        return self._statistics(channels)
+
     def _statistics(self, channels: int) -> tuple[list[float], list[float]]:
         mean, std = self.mean, self.std
         if len(mean) != channels:

@@ -39,6 +39,7 @@ RUN_RECORD = "config_resolved.yaml"
 LOCK_FILE = ".lock"
 CHECKPOINTS, LAST = "checkpoints", "last.ckpt"
 FIGURES = "figures"
+EXPORT = "export"  # alexnet-export's files
 # Set in every process of a multi-process run but its first: Lightning's ddp sets LOCAL_RANK (and NODE_RANK) in
 # the ranks it starts, torchrun sets RANK, SLURM sets SLURM_PROCID in every task.
 RANK_VARIABLES = ("RANK", "SLURM_PROCID", "LOCAL_RANK", "NODE_RANK")
@@ -370,6 +371,17 @@ def figures_dir(ckpt_path: str | None, fallback: str) -> str:
     return fallback
 
 
+def export_dir(ckpt_path: str | None, output: str | None, fallback: str) -> str:
+    """alexnet-export writes into ``output`` if given, else ``<run>/export/`` beside the checkpoint's run folder;
+    without an existing checkpoint (the command then stops with a message) into ``fallback``."""
+    if isinstance(output, str) and output:
+        return str(Path(output).expanduser().absolute())
+    if isinstance(ckpt_path, str) and ckpt_path and Path(ckpt_path).expanduser().is_file():  # a list: refused later
+        return str(checkpoint_run_folder(ckpt_path) / EXPORT)
+    return fallback
+
+
 # The resolvers conf/ uses to place a run's folder (train.yaml, figures.yaml): registered on import.
 OmegaConf.register_new_resolver("alexnet.run_dir", run_dir, replace=True)
 OmegaConf.register_new_resolver("alexnet.figures_dir", figures_dir, replace=True)
+OmegaConf.register_new_resolver("alexnet.export_dir", export_dir, replace=True)
