@@ -102,7 +102,7 @@ def test_defaults_are_the_paper_optimizer_and_schedule(tmp_path: Path) -> None:
 
 # The model configs as composed before torchvision.yaml and d2l.yaml were made to inherit from paper.yaml (plus
 # model.lrn_across_towers, added since).
-PAPER = {"_target_": "alexnet.models.alexnet.AlexNet", "channels": [96, 256, 384, 384, 256], "in_channels": 3,
+PAPER = {"_target_": "alexnet.models.pretrained.alexnet", "channels": [96, 256, 384, 384, 256], "in_channels": 3,
          "num_classes": "${oc.select:data.num_classes,1000}", "input_size": 227, "conv1_padding": None, "groups": 2,
          "lrn": True, "lrn_across_towers": False, "lrn_size": 5, "lrn_alpha": 0.0001, "lrn_beta": 0.75,
          "lrn_k": 2.0, "overlapping_pool": True,
