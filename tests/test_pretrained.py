@@ -82,8 +82,10 @@ def test_files_that_fit_no_layer_or_differ_before_the_last_are_refused(tmp_path:
     assert find_user_error(refused.value) is refused.value and "\n" not in str(refused.value)
     wider = tmp_path / "wider.pth"
     torch.save(AlexNet(num_classes=3, **{**TINY, "hidden_size": 64}).state_dict(), wider)
-    with pytest.raises(ValueError, match=r"does not fit this net .*classifier.1.weight is \(64, 576\) there and "
-                                         r"\(32, 576\) here; layers that differ: classifier.1, classifier.4"):  # fmt: skip
+    differ = (
+        r"classifier.1.weight is \(64, 576\) there and \(32, 576\) here; layers that differ: classifier.1, classifier.4"
+    )
+    with pytest.raises(ValueError, match=rf"does not fit this net .*{differ}"):
         alexnet(weights=str(wider), num_classes=3, **TINY)
 
 

@@ -56,7 +56,9 @@ class ImageFolderDataModule(ImageNetDataModule):
         self.held_out: list[str] | None = None  # without val/: the validation files, relative to the train folder
         if self.num_classes < 2:  # the config's count when data.root has no class folders (or just one)
             find_layout(self.root)  # names what is missing
-            raise UserError(f"ImageFolder: {self.root} holds one class folder; a classifier needs two or more.\n{LAYOUT}")
+            raise UserError(
+                f"ImageFolder: {self.root} holds one class folder; a classifier needs two or more.\n{LAYOUT}"
+            )
 
     @property
     def layout(self) -> FolderLayout:

@@ -89,7 +89,7 @@ def load_pretrained(net: AlexNet, weights: str) -> None:
     last = layer_of(next(reversed(ours)))  # the classifier's output layer
     differ = sorted({layer_of(k) for k in (set(ours) | set(state)) - fits})
     if differ != [last]:
-        mismatch = next(k for k in ours if k not in fits) if set(ours) - fits else next(k for k in state if k not in fits)
+        mismatch = next(k for k in [*ours, *state] if k not in fits)
         there = tuple(state[mismatch].shape) if mismatch in state else "absent"
         here = tuple(ours[mismatch].shape) if mismatch in ours else "absent"
         raise ArchitectureError(
