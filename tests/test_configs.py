@@ -8,6 +8,7 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
+import torchvision
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -51,6 +52,11 @@ def test_every_config_file_composes_and_builds(path: Path, tmp_path: Path, monke
     # GPU trainers are built on the CPU here; their GPU settings are checked below.
     cpu = ["trainer.accelerator=cpu", f"trainer.devices={2 if path.stem == 'ddp' else 1}"] if group == "trainer" else []
     cfg = compose_file(path, tmp_path, *cpu)
+    if OmegaConf.select(cfg, "model.weights") == "IMAGENET1K_V1":  # offline: torchvision's weights in torch's cache
+        monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+        cache = tmp_path / "torch" / "hub" / "checkpoints"
+        cache.mkdir(parents=True)
+        torch.save(torchvision.models.alexnet().state_dict(), cache / "alexnet-owt-7be5be79.pth")
     check_settings(cfg)  # every shipped option keeps to the rules a user's overrides are held to
     if group in (None, "model", "experiment", "debug", "bench") and path.stem != "prepare":
         model = instantiate(cfg.model)

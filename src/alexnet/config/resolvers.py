@@ -48,13 +48,14 @@ def weights_preprocessing(weights: object, key: str, default: Any) -> Any:
 
 def class_folder_count(root: str) -> int:
     """``data=image_folder``'s ``data.num_classes``: the visible folders of ``<root>/train``, else of ``<root>``
-    (``alexnet.data.folder_layout``'s rule, which the data module applies again); 1 while there is no such folder,
-    so that the data module names what it expected."""
+    (``alexnet.data.folder_layout``'s rule, which the data module applies again). Without such a folder, 2 (the
+    fewest a classifier has): the config still builds (as ``data=imagenet``'s does without its data), and the data
+    module names what it expected when it is set up."""
     folder = Path(root).expanduser()
     folder = folder / "train" if (folder / "train").is_dir() else folder
     if not folder.is_dir():
-        return 1
-    return max(1, sum(1 for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")))
+        return 2
+    return sum(1 for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
 OmegaConf.register_new_resolver("alexnet.weights_preprocessing", weights_preprocessing, replace=True)

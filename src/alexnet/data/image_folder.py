@@ -54,7 +54,7 @@ class ImageFolderDataModule(ImageNetDataModule):
         super().__init__(root, **settings)
         self.val_size, self.split_seed = val_size, split_seed
         self.held_out: list[str] | None = None  # without val/: the validation files, relative to the train folder
-        if self.num_classes < 2:  # the config's count when data.root has no class folders (or just one)
+        if self.num_classes < 2 and self.root.is_dir():  # the config's count of a root with 0 or 1 class folders
             find_layout(self.root)  # names what is missing
             raise UserError(
                 f"ImageFolder: {self.root} holds one class folder; a classifier needs two or more.\n{LAYOUT}"
