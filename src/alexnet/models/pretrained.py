@@ -42,7 +42,8 @@ def torchvision_state(name: str) -> dict[str, torch.Tensor]:
     folder = Path(torch.hub.get_dir()) / "checkpoints"
     file = folder / os.path.basename(weights.url)
     try:
-        return weights.get_state_dict(progress=False, check_hash=True)
+        # weights_only: a file in the cache is read as safely as model.weights=<file> (no code runs).
+        return weights.get_state_dict(progress=False, check_hash=True, map_location="cpu", weights_only=True)
     except (urllib.error.URLError, OSError, RuntimeError) as error:
         if file.is_file():  # present but unreadable or with the wrong hash
             raise UserError(f"model.weights={name}: {file} cannot be read ({error}); delete it and retry.") from error
