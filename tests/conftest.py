@@ -242,3 +242,50 @@ def prepared_jpeg(tmp_path_factory: pytest.TempPathFactory, quirky_imagenet: Pat
 @pytest.fixture(scope="session")
 def prepared_raw(tmp_path_factory: pytest.TempPathFactory, quirky_imagenet: Path) -> Path:
     return make_prepared(tmp_path_factory.mktemp("prepared") / "raw", quirky_imagenet, format="raw")
+
+
+# Regions of matplotlib's bundled portrait of Grace Hopper (512x600), (left, top, right, bottom): each a class of
+# real photo crops for the fine-tuning tests, e.g. "face" against "jacket" against "sky".
+PHOTO_REGIONS = {
+    "face": (185, 160, 345, 330),
+    "jacket": (40, 430, 190, 600),
+    "sky": (390, 0, 512, 190),
+    "stars": (0, 0, 120, 190),
+    "stripes": (0, 250, 60, 450),
+    "cap": (165, 25, 365, 110),
+    "ribbons": (320, 480, 460, 535),
+    "shirt": (205, 390, 285, 560),
+}
+
+
+def make_photo_folder(root: Path, classes: list[str], per_class: int, seed: int = 0, start: int = 0) -> Path:
+    """``<root>/<class>/<class>_<i>.jpg``: crops of the photo's region of each class, at random places, sizes and
+    aspect ratios (JPEG, or PNG for every fourth), mirrored at random: real images that differ inside a class."""
+    import matplotlib.cbook
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    with Image.open(matplotlib.cbook.get_sample_data("grace_hopper.jpg")) as photo:
+        photo = photo.convert("RGB")
+        for name in classes:
+            left, top, right, bottom = PHOTO_REGIONS[name]
+            folder = root / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(start, start + per_class):
+                w = int((right - left) * rng.uniform(0.5, 1.0))
+                h = int(min(bottom - top, w * rng.uniform(0.6, 1.6)))
+                x, y = int(rng.integers(left, right - w + 1)), int(rng.integers(top, bottom - h + 1))
+                crop = photo.crop((x, y, x + w, y + h))
+                scale = rng.uniform(0.6, 1.4)
+                crop = crop.resize((max(40, int(w * scale)), max(40, int(h * scale))))
+                if rng.random() < 0.5:
+                    crop = crop.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+                suffix = "png" if i % 4 == 3 else "jpg"
+                crop.save(folder / f"{name}_{i}.{suffix}")
+    return root
+
+
+# A torchvision-shaped net (same layer names as torchvision's alexnet()), small enough to train in a test.
+TINY_TORCHVISION = ["model=torchvision", "model.input_size=67", "model.channels=[8,16,16,16,16]",
+                    "model.hidden_size=32", "data.resize_size=76", "data.num_workers=0", "data.pin_memory=false",
+                    "data.prefetch_factor=1"]  # fmt: skip

@@ -22,7 +22,7 @@ from PIL import Image
 from alexnet.models.alexnet import AlexNet
 from alexnet.run.build import build
 from alexnet.run.training import train
-from conftest import WNIDS, make_imagenet, run_cli, run_main, train_config
+from conftest import WNIDS, make_imagenet, make_photo_folder, run_cli, run_main, train_config
 
 TINY_NET = ["model.input_size=67", "model.channels=[8,16,16,16,16]", "model.hidden_size=32"]
 
@@ -106,12 +106,26 @@ def files(tmp_path_factory: pytest.TempPathFactory, fashion_root: Path) -> dict[
     # ImageNet folders: val/ with fewer classes than train/.
     fewer = make_imagenet(root / "imagenet_fewer", {"train": 1, "val": 1})
     shutil.rmtree(fewer / "val" / WNIDS[2])
+    # Your own images: 3 classes of 3 photos, and a copy with an empty class folder; weights that fit no layer.
+    photos = make_photo_folder(root / "photos", ["face", "jacket", "sky"], 3)
+    empty_class = root / "photos_empty_class"
+    shutil.copytree(photos, empty_class)
+    (empty_class / "shirt").mkdir()
+    no_layer = root / "no_layer.pth"
+    torch.save({"encoder.weight": torch.zeros(4, 4)}, no_layer)
     return {"good": good, "truncated": truncated, "foreign": foreign, "paper_weights": paper_weights,
             "not_an_image": not_an_image, "scientific": scientific, "corrupt": corrupt, "a_file": a_file,
             "empty_dir": empty_dir, "data": fashion_root, "missing": root / "missing", "run": run_folder,
             "bad_config": bad_config, "damaged": damaged, "broken_sweep": broken_sweep, "fewer": fewer,
-            "cut_manifest": cut_manifest, "uneven_manifest": uneven_manifest,
+            "cut_manifest": cut_manifest, "uneven_manifest": uneven_manifest, "photos": photos,
+            "empty_class": empty_class, "no_layer": no_layer,
             "corrupt_onnx": corrupt_onnx, "pickling_pt2": pickling_pt2}  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def empty_torch_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """torch's hub cache without torchvision's weights (model.weights=IMAGENET1K_V1 offline)."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
 
 
 # (command, arguments with {placeholders} from `files`, exit status, text the message must hold)
@@ -163,6 +177,24 @@ CASES = [
         "must hold the same class folders (2 and 3; only in val/: none; only in train/: n01484850)",
     ),  # fmt: skip
     ("alexnet-train", ["data.normalization=foo"], 2, "data.normalization='foo': must be one of per_channel, paper"),
+    # alexnet-train: your own images (data=image_folder) and pretrained weights
+    ("alexnet-train", ["data=image_folder", "data.root={missing}"], 2, "ImageFolder: data.root="),
+    ("alexnet-train", ["data=image_folder", "data.root={empty_class}", *TINY_NET], 2, "class folders without images"),
+    (
+        "alexnet-train",
+        ["data=image_folder", "data.root={photos}", "data.val_size=8", *TINY_NET],
+        2,
+        "data.val_size=8 cannot hold out a share of every class of 9 images in 3 classes",
+    ),  # fmt: skip
+    (
+        "alexnet-train",
+        ["model=torchvision", "model.weights=IMAGENET1K_V1"],
+        2,
+        "model.weights=IMAGENET1K_V1: cannot download https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
+    ),  # fmt: skip
+    ("alexnet-train", ["model.weights={no_layer}"], 2, "no_layer.pth fits no layer of this net"),
+    ("alexnet-train", ["module.freeze_features_epochs=-2"], 2, "module.freeze_features_epochs=-2: must be an integer"),
+    ("alexnet-train", ["module.features_lr_scale=-1"], 2, "module.features_lr_scale=-1: must be a finite number >= 0"),
     # alexnet-train: optimizer, scheduler, module, trainer, callbacks
     ("alexnet-train", ["optimizer.lr=-1"], 2, "optimizer.lr=-1: must be a finite number >= 0."),
     ("alexnet-train", ["optimizer.momentum=-1"], 2, "optimizer.momentum=-1: must be a finite number from 0 to 1."),

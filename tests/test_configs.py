@@ -8,6 +8,7 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
+import torchvision
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -51,6 +52,11 @@ def test_every_config_file_composes_and_builds(path: Path, tmp_path: Path, monke
     # GPU trainers are built on the CPU here; their GPU settings are checked below.
     cpu = ["trainer.accelerator=cpu", f"trainer.devices={2 if path.stem == 'ddp' else 1}"] if group == "trainer" else []
     cfg = compose_file(path, tmp_path, *cpu)
+    if OmegaConf.select(cfg, "model.weights") == "IMAGENET1K_V1":  # offline: torchvision's weights in torch's cache
+        monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+        cache = tmp_path / "torch" / "hub" / "checkpoints"
+        cache.mkdir(parents=True)
+        torch.save(torchvision.models.alexnet().state_dict(), cache / "alexnet-owt-7be5be79.pth")
     check_settings(cfg)  # every shipped option keeps to the rules a user's overrides are held to
     if group in (None, "model", "experiment", "debug", "bench") and path.stem != "prepare":
         model = instantiate(cfg.model)
@@ -102,7 +108,7 @@ def test_defaults_are_the_paper_optimizer_and_schedule(tmp_path: Path) -> None:
 
 # The model configs as composed before torchvision.yaml and d2l.yaml were made to inherit from paper.yaml (plus
 # model.lrn_across_towers, added since).
-PAPER = {"_target_": "alexnet.models.alexnet.AlexNet", "channels": [96, 256, 384, 384, 256], "in_channels": 3,
+PAPER = {"_target_": "alexnet.models.pretrained.alexnet", "channels": [96, 256, 384, 384, 256], "in_channels": 3,
          "num_classes": "${oc.select:data.num_classes,1000}", "input_size": 227, "conv1_padding": None, "groups": 2,
          "lrn": True, "lrn_across_towers": False, "lrn_size": 5, "lrn_alpha": 0.0001, "lrn_beta": 0.75,
          "lrn_k": 2.0, "overlapping_pool": True,

@@ -219,6 +219,8 @@ RULES: dict[str, Rule] = {
     "module.label_smoothing": number(0, 1),
     "module.nonfinite_loss": choice("stop", "skip"),
     "module.scheduler_interval": choice("epoch", "step"),
+    "module.freeze_features_epochs": integer(-1),  # -1: frozen for the whole run
+    "module.features_lr_scale": number(0),
     # trainer (the Lightning Trainer settings the configs set)
     "trainer.precision": precision(),
     "trainer.accelerator": accelerator(),

@@ -7,7 +7,7 @@ clusters), and from an earlier version of this project, so in one place, before 
   (``${...}`` would call a resolver). Anything else is refused before anything is called: Hydra's ``instantiate``
   would otherwise call whatever a file names, with the user's rights.
 - ``FORMER_TARGETS``: the ``_target_`` paths of the flat layout (before the code moved into a folder per concern),
-  each with the class it names now. A run folder or checkpoint written before the move resumes, evaluates,
+  each with the class (or builder) it names now. A run folder or checkpoint written before the move resumes, evaluates,
   predicts and draws figures as before.
 - ``fill_former_defaults``: settings added since a config was written, set to what that run did.
 """
@@ -25,7 +25,9 @@ from alexnet.config.location import CONFIG_DIR
 from alexnet.errors import UserError
 
 FORMER_TARGETS = {
-    "alexnet.model.AlexNet": "alexnet.models.alexnet.AlexNet",
+    "alexnet.model.AlexNet": "alexnet.models.pretrained.alexnet",
+    # The model configs' target before the builder that loads torchvision's weights by name (same arguments).
+    "alexnet.models.alexnet.AlexNet": "alexnet.models.pretrained.alexnet",
     "alexnet.lit_alexnet.LitAlexNet": "alexnet.models.lit_alexnet.LitAlexNet",
     "alexnet.paper_sgd.PaperSGD": "alexnet.optim.paper_sgd.PaperSGD",
     "alexnet.paper_plateau.PaperPlateau": "alexnet.optim.paper_plateau.PaperPlateau",

@@ -18,6 +18,7 @@ from alexnet.config.rules import check_values
 from alexnet.errors import UserError
 from alexnet.models.alexnet import log_mean_softmax
 from alexnet.models.checkpoint_files import intact_checkpoints
+from alexnet.models.feature_freezing import FeatureFreezing, parameter_groups, scale_features_lr
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,10 @@ class LitAlexNet(L.LightningModule):
         run_config: the run's resolved config, saved in every checkpoint so it can be rebuilt exactly.
         nonfinite_loss: what a NaN/inf training loss does: ``stop`` the run with a message naming the step and
             the last good checkpoint, or ``skip`` the batch (no optimizer step) with a warning.
+        freeze_features_epochs: fine-tuning: the convolutional features stay frozen for this many epochs from the
+            start (-1: the whole run); see ``feature_freezing.py``.
+        features_lr_scale: the features' learning rate as a multiple of the optimizer's (the head's). With the
+            defaults (0 and 1) the optimizer holds one parameter group, as before fine-tuning existed.
     """
 
     def __init__(
@@ -74,6 +79,8 @@ class LitAlexNet(L.LightningModule):
         label_smoothing: float = 0.0,
         run_config: dict | None = None,
         nonfinite_loss: str = "stop",
+        freeze_features_epochs: int = 0,
+        features_lr_scale: float = 1.0,
     ) -> None:
         super().__init__()
         check_values(
@@ -81,6 +88,8 @@ class LitAlexNet(L.LightningModule):
                 "module.nonfinite_loss": nonfinite_loss,
                 "module.label_smoothing": label_smoothing,
                 "module.scheduler_interval": scheduler_interval,
+                "module.freeze_features_epochs": freeze_features_epochs,
+                "module.features_lr_scale": features_lr_scale,
             }
         )
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"])
@@ -163,8 +172,21 @@ class LitAlexNet(L.LightningModule):
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         self._step(batch, "test", self.test_metrics)
 
+    @property
+    def fine_tuning(self) -> bool:
+        return self.hparams.freeze_features_epochs != 0 or self.hparams.features_lr_scale != 1
+
+    def configure_callbacks(self) -> list[L.Callback]:
+        if self.hparams.freeze_features_epochs == 0:
+            return []
+        return [FeatureFreezing(self.net.features.parameters(), self.hparams.freeze_features_epochs)]
+
     def configure_optimizers(self) -> Any:
-        optimizer = self.optimizer_factory(self.parameters())
+        if self.fine_tuning:  # the features' group and the head's, from the first step (feature_freezing.py)
+            optimizer = self.optimizer_factory(parameter_groups(self.net))
+            scale_features_lr(optimizer, self.hparams.features_lr_scale)  # before the scheduler reads the rates
+        else:
+            optimizer = self.optimizer_factory(self.parameters())
         if self.scheduler_factory is None:
             return optimizer
         scheduler = {

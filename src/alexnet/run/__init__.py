@@ -14,6 +14,8 @@ file                            what it is                                      
                                                                                        through ``checkpoint_io``
 ``csv/metrics.csv``             every logged value (rows after a resumed               ``metrics_csv``
                                 checkpoint's step dropped)
+``data_split.json``             the validation images held out of a folder without     ``checkpoint_state``, at the
+                                ``val/`` (``data=image_folder``; also in checkpoints)  start of each fit
 ``.lock``                       held by the process writing the run, naming it         ``folder.claiming``
 ``.hydra/``, ``train.log``      Hydra's composed config, the overrides, the log        Hydra, after
                                 (a resume's own in ``.hydra/resumed_<time>/``)         ``folder.RunFolderCheck``

@@ -53,9 +53,12 @@ def build(cfg: DictConfig, multirun: bool = False) -> Run:
         L.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data)
     resolved = OmegaConf.to_container(cfg, resolve=True)
+    # A run continued from a checkpoint takes its weights from it: model.weights is not read (nor downloaded) again.
+    from_checkpoint = bool(cfg.get("resume") or cfg.get("ckpt_path"))
+    net = instantiate(cfg.model, **({"weights": None} if from_checkpoint and "weights" in cfg.model else {}))
     module = instantiate(
         cfg.module,
-        net=instantiate(cfg.model),
+        net=net,
         optimizer=instantiate(cfg.optimizer),
         scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
         run_config=resolved,

@@ -7,6 +7,9 @@
   would log that epoch's training loss and accuracy over the batches after the resume only. They are put back
   when training continues inside the epoch they were saved in (Lightning calls no ``on_train_epoch_start`` for an
   epoch it resumes in the middle); a checkpoint from an epoch's end leaves the next epoch fresh.
+- The data's held-out validation split (``data=image_folder`` without ``val/``) lives in the data module's state,
+  which Lightning saves; at the start of every fit (after a resume's restore) it is also written to
+  ``<run>/data_split.json`` for people and other tools (``folder.write_data_split``).
 - The callbacks' saved paths (best and last checkpoint) re-rooted when the run folder was copied or moved since
   the checkpoint was saved (``folder.reroot_checkpoint``).
 
@@ -16,6 +19,7 @@ A callback that ``build`` adds to every training run, whatever ``callbacks=`` sa
 from __future__ import annotations
 
 import random
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -24,7 +28,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from torchmetrics import Metric
 
-from alexnet.run.folder import reroot_checkpoint
+from alexnet.run.folder import reroot_checkpoint, write_data_split
 
 
 def _numpy_state_as_tensors(state: tuple) -> tuple:
@@ -83,6 +87,13 @@ class CheckpointState(Callback):
         name, keys, *rest = states["numpy"]
         np.random.set_state((name, keys.numpy(), *rest))
         random.setstate(states["python"])
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # After Lightning restored the data module's state: a resumed run records the split it trains on.
+        record = getattr(trainer.datamodule, "split_record", lambda: None)()
+        output_dir = (self.run_config or {}).get("paths", {}).get("output_dir")
+        if record is not None and output_dir and trainer.is_global_zero:
+            write_data_split(Path(output_dir), record)
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         saved, self._metric_states = self._metric_states, None

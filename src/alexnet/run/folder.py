@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import json
 import logging
 import os
 import shutil
@@ -36,6 +37,7 @@ from omegaconf import DictConfig, OmegaConf
 from alexnet.errors import UserError
 
 RUN_RECORD = "config_resolved.yaml"
+DATA_SPLIT = "data_split.json"
 LOCK_FILE = ".lock"
 CHECKPOINTS, LAST = "checkpoints", "last.ckpt"
 FIGURES = "figures"
@@ -43,6 +45,15 @@ EXPORT = "export"  # alexnet-export's files
 # Set in every process of a multi-process run but its first: Lightning's ddp sets LOCAL_RANK (and NODE_RANK) in
 # the ranks it starts, torchrun sets RANK, SLURM sets SLURM_PROCID in every task.
 RANK_VARIABLES = ("RANK", "SLURM_PROCID", "LOCAL_RANK", "NODE_RANK")
+
+
+def write_data_split(folder: Path, record: dict[str, Any]) -> None:
+    """``<folder>/data_split.json``: the images a run held out for validation (whole, through a renamed temporary
+    file). The checkpoints carry the same split; this copy is for people and other tools, never read back."""
+    folder.mkdir(parents=True, exist_ok=True)
+    partial = folder / f".{DATA_SPLIT}.partial"
+    partial.write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+    os.replace(partial, folder / DATA_SPLIT)
 
 
 def holds_run(folder: Path) -> bool:
