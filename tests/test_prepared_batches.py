@@ -118,11 +118,16 @@ def test_an_epoch_serves_every_sample_once_with_its_label_and_torchvisions_pixel
 
 
 def test_every_epoch_has_its_own_order_and_the_same_seed_repeats_it(large_chunks: Path) -> None:
-    data = module(large_chunks, decode="device", seed=7)  # bytes: cheap to collect
+    assert module(large_chunks, decode="device").decodes_on_device()  # bytes: cheap to collect
+
     def order(epoch: int, seed: int = 7) -> list[tuple[int, str]]:
         loader = module(large_chunks, decode="device", seed=seed)._loader("train")
         loader.sampler.set_epoch(epoch)
-        return [(int(label), digest(image)) for images, labels in loader for image, label in zip(images, labels)]
+        return [
+            (int(label), digest(image))
+            for images, labels in loader
+            for image, label in zip(images, labels, strict=True)
+        ]
 
     first, second = order(0), order(1)
     assert sorted(first) == sorted(second) and first != second
@@ -133,7 +138,6 @@ def test_every_epoch_has_its_own_order_and_the_same_seed_repeats_it(large_chunks
     assert firsts == {0, 1}
     rows = epoch_order(sizes, True, 7, 0)
     assert not np.array_equal(rows[: sizes[rows[0, 0]], 1], np.arange(sizes[rows[0, 0]]))
-    assert data.decodes_on_device()
 
 
 def test_each_worker_reads_its_own_run_of_batches() -> None:

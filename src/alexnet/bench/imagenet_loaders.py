@@ -1,10 +1,16 @@
 """``alexnet-bench bench=imagenet``: ImageNet's loaders side by side, per loader worker, and the training step each.
 
 (i) ``data=imagenet``: every epoch each worker decodes the full-size JPEG with PIL, rescales and crops it;
-(ii) ``data=imagenet_prepared`` with ``decode=cpu``: the worker decodes the 256x256 JPEG patch ``alexnet-prepare``
-wrote once; (iii) the same with ``decode=device``: workers only read bytes and the GPU decodes the batch (on a GPU
-only; null otherwise); and raw uint8 patches (no decoding at all). Then ``model=paper``'s full training step
-(``alexnet-train``'s own objects) with (i), (ii) and (iii).
+(ii) ``data=imagenet_prepared`` with ``decode=cpu``: the worker decodes the 256x256 JPEG patches ``alexnet-prepare``
+wrote once, a whole batch at a time; (iii) the same with ``decode=device``: workers only read bytes and the GPU
+decodes the batch (on a GPU only; null otherwise); raw uint8 patches (no decoding at all); the peers webdataset
+and mosaicml-streaming on the same patches (``loader_peers.py``); the decoders alone. Then ``model=paper``'s full
+training step (``alexnet-train``'s own objects) with (i), (ii) and (iii).
+
+The photos are prepared with ImageNet's items per chunk (``chunk_items``: ILSVRC-2012 at litdata's 64 MB chunks
+holds ~3,200 patches a chunk), the regime in which per-sample overheads show. (ii), the peers and the decoders
+alone run in interleaved rounds, and ``loader_fraction_of_decode_ii`` is the median over rounds of (ii) over its
+decoder alone (simplejpeg, one thread) in the same round: a shared machine's drift cancels out of it.
 
 The images are photographs, not flat colours (which decode unrealistically fast): matplotlib's bundled sample
 photo, randomly cropped, mirrored, tinted and rescaled to ImageNet's typical sizes, saved at JPEG quality 90.
