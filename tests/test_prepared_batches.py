@@ -229,3 +229,16 @@ def test_a_run_killed_mid_epoch_resumes_to_bit_identical_weights(large_chunks: P
     b = torch.load(last, map_location="cpu", weights_only=True)
     assert a["global_step"] == b["global_step"] == 12
     assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"]), "bit-identical"
+
+
+def test_raw_patches_are_served_as_stored(prepared_raw: Path) -> None:
+    data = PreparedImageNetDataModule(root=str(prepared_raw), num_classes=3, batch_size=4, num_workers=0,
+                                      pin_memory=False)  # fmt: skip
+    data.setup("fit")
+    stored = Counter((s["label"], digest(s["image"])) for s in StreamingDataset(str(prepared_raw / "val")))
+    got = Counter()
+    for batch in data._loader("val"):
+        images, labels = data.on_before_batch_transfer(batch, 0)
+        assert images.shape[1:] == (3, 256, 256) and images.is_contiguous()  # stored CHW: copied as it is
+        got.update((int(label), digest(image)) for image, label in zip(images, labels, strict=True))
+    assert got == stored and sum(got.values()) == 8

@@ -18,6 +18,7 @@ photo, randomly cropped, mirrored, tinted and rescaled to ImageNet's typical siz
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -55,11 +56,16 @@ ILSVRC2012_IMAGES = {"train": 1_281_167, "val": 50_000}
 PATHS = ("i_imagefolder", "ii_prepared_cpu_decode", "iii_prepared_device_decode")
 
 
+@functools.cache
+def sample_photo() -> Image.Image:
+    with Image.open(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)) as source:
+        return source.convert("RGB")
+
+
 def photo(rng: np.random.Generator, size: tuple[int, int]) -> Image.Image:
     """A different photograph each call: a random crop of the sample photo at the target's aspect ratio, mirrored
     half of the time, tinted, rescaled to ``size``."""
-    with Image.open(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)) as source:
-        source = source.convert("RGB")
+    source = sample_photo()
     width, height = size
     scale = rng.uniform(0.6, 1.0) * min(source.width / width, source.height / height)
     crop_w, crop_h = round(width * scale), round(height * scale)
