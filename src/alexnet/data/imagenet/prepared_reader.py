@@ -77,12 +77,12 @@ class PreparedImageNetDataModule(ImageNetInput):
 
     Args:
         root: the prepared set: a folder or an ``s3://`` (``gs://``, ``r2://``) URL holding ``manifest.json``.
-        cache_dir: where chunks of a remote ``root`` are cached locally (null: litdata's default,
-            ``~/.lightning/chunks``); each split gets a subfolder.
+        cache_dir: where chunks of a remote ``root`` are cached locally and kept (null:
+            ``~/.lightning/chunks/<hash of root>``); each split gets a subfolder.
         decode: ``cpu`` (loader workers decode each JPEG patch), ``device`` (workers only read bytes; the batch
             is decoded on the training device in one call, nvjpeg on a GPU) or ``auto`` (``device`` on CUDA).
             Raw patches need no decoding.
-        seed: shuffle seed of the training order (null: the run's seed); litdata reshuffles every epoch.
+        seed: shuffle seed of the training order (null: the run's seed); reshuffled every epoch.
         batch_size, num_workers, pin_memory, prefetch_factor: as ``ImageNetDataModule``.
         **pipeline: the on-device pipeline's settings, as ``ImageNetInput`` documents them; ``num_classes`` must
             equal the manifest's class count. Under ``normalization=paper`` the mean of the prepared training
