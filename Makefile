@@ -4,7 +4,7 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 ARGS ?=
 
-.PHONY: install train test test-fast lint format summary clean
+.PHONY: install install-bench train test test-fast lint format summary clean
 
 install: $(BIN)/alexnet-train
 
@@ -13,6 +13,10 @@ $(BIN)/alexnet-train: pyproject.toml
 	$(BIN)/pip install --upgrade pip
 	$(BIN)/pip install -e '.[dev,export]'
 	touch $@
+
+install-bench: install  ## bench=imagenet's peers: webdataset and mosaicml-streaming (whose numpy pin is skipped)
+	$(BIN)/pip install -e '.[dev,bench]'
+	$(BIN)/pip install --no-deps 'mosaicml-streaming==0.13.0'
 
 train: install  ## make train ARGS="model=paper trainer.max_epochs=1"
 	$(BIN)/alexnet-train $(ARGS)

@@ -10,6 +10,11 @@ import pytest
 from conftest import run_cli
 
 
+def report_folder(tmp_path: Path) -> Path:
+    (written,) = (tmp_path / "bench").glob("*/bench.json")
+    return written.parent
+
+
 def bench(tmp_path: Path, *args: str, timeout: float = 300) -> tuple[dict, str]:
     result = run_cli("alexnet-bench", f"paths.log_dir={tmp_path}", *args, cwd=tmp_path, timeout=timeout)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -45,7 +50,8 @@ def test_bench_rejects_zero_steps(tmp_path: Path) -> None:
 def test_imagenet_bench_compares_the_loaders_per_worker_and_the_training_steps(tmp_path: Path) -> None:
     report, table = bench(tmp_path, "bench=imagenet", "bench.imagenet.images=40", "bench.imagenet.classes=2",
                           "bench.imagenet.batch_size=4", "bench.imagenet.loader_batches=3", "bench.imagenet.warmup=1",
-                          "bench.imagenet.steps=2", "bench.imagenet.prepare_workers=1", "model.input_size=67",
+                          "bench.imagenet.steps=2", "bench.imagenet.step_batch_size=4", "bench.imagenet.chunk_items=16",
+                          "bench.imagenet.rounds=2", "bench.imagenet.decode_patches=8", "model.input_size=67",
                           "model.channels=[8,16,16,16,16]", "model.hidden_size=32")  # fmt: skip
     loader, step = report["loader_images_per_sec_per_worker"], report["train_step_images_per_sec"]
     assert loader["i_imagefolder"] > 0 and loader["ii_prepared_cpu_decode"] > 0 and loader["prepared_raw"] > 0
@@ -65,3 +71,14 @@ def test_imagenet_bench_compares_the_loaders_per_worker_and_the_training_steps(t
     assert report["model_config"]["groups"] == 2 and report["model_config"]["lrn"] is True  # model=paper
     assert report["loader_transfer_floor_images_per_sec_per_worker"] > 0
     assert "(ii) prepared JPEG patch, decode=cpu" in table and "decoding alone, one thread" in table
+    assert report["prepared_items_per_chunk"] == [16, 16, 8]  # chunk_items a chunk, one writer
+    rounds = report["rounds"]
+    assert len(rounds) == 2 and report["loader_fraction_of_decode_ii"] == pytest.approx(
+        sorted(r["loaders"]["ii_prepared_cpu_decode"] / r["decode"]["simplejpeg"] for r in rounds)[0] / 2
+        + sorted(r["loaders"]["ii_prepared_cpu_decode"] / r["decode"]["simplejpeg"] for r in rounds)[1] / 2
+    )  # the median of the rounds' ratios
+    peers = report["peers_images_per_sec_per_worker"]
+    for name in ("webdataset", "mosaicml_streaming"):
+        assert peers[name] == "not installed" or peers[name] > 0, name
+    assert f"loader_fraction_of_decode_ii = {report['loader_fraction_of_decode_ii']:.3f}" in table
+    assert not (Path(report_folder(tmp_path)) / "data").exists(), "the photos and prepared sets are deleted"

@@ -1,10 +1,16 @@
 """``alexnet-bench bench=imagenet``: ImageNet's loaders side by side, per loader worker, and the training step each.
 
 (i) ``data=imagenet``: every epoch each worker decodes the full-size JPEG with PIL, rescales and crops it;
-(ii) ``data=imagenet_prepared`` with ``decode=cpu``: the worker decodes the 256x256 JPEG patch ``alexnet-prepare``
-wrote once; (iii) the same with ``decode=device``: workers only read bytes and the GPU decodes the batch (on a GPU
-only; null otherwise); and raw uint8 patches (no decoding at all). Then ``model=paper``'s full training step
-(``alexnet-train``'s own objects) with (i), (ii) and (iii).
+(ii) ``data=imagenet_prepared`` with ``decode=cpu``: the worker decodes the 256x256 JPEG patches ``alexnet-prepare``
+wrote once, a whole batch at a time; (iii) the same with ``decode=device``: workers only read bytes and the GPU
+decodes the batch (on a GPU only; null otherwise); raw uint8 patches (no decoding at all); the peers webdataset
+and mosaicml-streaming on the same patches (``loader_peers.py``); the decoders alone. Then ``model=paper``'s full
+training step (``alexnet-train``'s own objects) with (i), (ii) and (iii).
+
+The photos are prepared with ImageNet's items per chunk (``chunk_items``: ILSVRC-2012 at litdata's 64 MB chunks
+holds ~3,200 patches a chunk), the regime in which per-sample overheads show. (ii), the peers and the decoders
+alone run in interleaved rounds, and ``loader_fraction_of_decode_ii`` is the median over rounds of (ii) over its
+decoder alone (simplejpeg, one thread) in the same round: a shared machine's drift cancels out of it.
 
 The images are photographs, not flat colours (which decode unrealistically fast): matplotlib's bundled sample
 photo, randomly cropped, mirrored, tinted and rescaled to ImageNet's typical sizes, saved at JPEG quality 90.
@@ -12,26 +18,33 @@ photo, randomly cropped, mirrored, tinted and rescaled to ImageNet's typical siz
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
+import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 import matplotlib.cbook
 import numpy as np
+import simplejpeg
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision.io import ImageReadMode, decode_jpeg
 
+from alexnet.bench.loader_peers import peer_loaders
 from alexnet.bench.training_paths import apply_fast_paths, gpu_name, synchronize, timed_fit
 from alexnet.data.batch_buffers import ReusedBatchBuffers
 from alexnet.data.image_files import read_patch
 from alexnet.data.imagenet.image_folder import ImageNetDataModule
 from alexnet.data.imagenet.pipeline import imagenet_class_names
+from alexnet.data.imagenet.prepared_batches import Chunk, chunk_index
 from alexnet.data.imagenet.prepared_reader import PreparedImageNetDataModule
 from alexnet.data.imagenet.prepared_writer import PatchSettings, prepare
 from alexnet.errors import UserError
@@ -43,11 +56,16 @@ ILSVRC2012_IMAGES = {"train": 1_281_167, "val": 50_000}
 PATHS = ("i_imagefolder", "ii_prepared_cpu_decode", "iii_prepared_device_decode")
 
 
+@functools.cache
+def sample_photo() -> Image.Image:
+    with Image.open(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)) as source:
+        return source.convert("RGB")
+
+
 def photo(rng: np.random.Generator, size: tuple[int, int]) -> Image.Image:
     """A different photograph each call: a random crop of the sample photo at the target's aspect ratio, mirrored
     half of the time, tinted, rescaled to ``size``."""
-    with Image.open(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)) as source:
-        source = source.convert("RGB")
+    source = sample_photo()
     width, height = size
     scale = rng.uniform(0.6, 1.0) * min(source.width / width, source.height / height)
     crop_w, crop_h = round(width * scale), round(height * scale)
@@ -103,37 +121,52 @@ def training_step_rate(cfg: DictConfig, data: DictConfig) -> float:
         run_cfg.data = data
     too_few = f"raise bench.imagenet.images={bench.images} or lower bench.imagenet.warmup and steps."
     seconds, _ = timed_fit(run_cfg, bench.warmup, bench.steps, too_few)
-    return bench.batch_size / seconds
+    return bench.step_batch_size / seconds
 
 
-def decode_only_rates(source: Path, prepared_jpeg: Path, count: int) -> dict[str, float]:
-    """Images/s of the decoding alone, one thread, no loader: what each path costs a worker at the least."""
-    from litdata import StreamingDataset
+def prepared_patches(prepared_jpeg: Path) -> list[tuple[bytes, int]]:
+    """The prepared training patches (JPEG bytes, label) in their stored order, read from the chunks."""
+    location = str(prepared_jpeg / "train")
+    patches = []
+    for entry in chunk_index(location, "jpeg")["chunks"]:
+        chunk = Chunk(str(prepared_jpeg / "train" / entry["filename"]), "jpeg")
+        patches += [(bytes(chunk.image(i)), int(chunk.labels[i])) for i in range(len(chunk))]
+    return patches
 
-    files = sorted(str(p) for p in (source / "train").rglob("*.JPEG"))[:count]
-    patches = [
-        torch.frombuffer(bytearray(s["image"]), dtype=torch.uint8)
-        for s in StreamingDataset(str(prepared_jpeg / "train"))
-    ]
-    patches = patches[:count]
+
+def one_thread(measure: Callable[[], Any]) -> Any:
+    """``measure()`` with one intra-op thread, as in a loader worker."""
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as in a loader worker
+    torch.set_num_threads(1)
     try:
-        start = time.perf_counter()
-        for path in files:
-            read_patch(path, 256)
-        full = len(files) / (time.perf_counter() - start)
-        start = time.perf_counter()
-        for data in patches:
-            decode_jpeg(data, mode=ImageReadMode.RGB)
-        patch = len(patches) / (time.perf_counter() - start)
+        return measure()
     finally:
         torch.set_num_threads(threads)
-    return {
-        "i_pil_full_jpeg_resize_crop": full,
-        "ii_torchvision_prepared_patch": patch,
-        "ratio_ii_over_i": patch / full,
-    }
+
+
+def full_decode_rate(source: Path, count: int) -> float:
+    """Images/s of (i)'s work alone: PIL decode of the full-size photo, resize, crop."""
+    files = sorted(str(p) for p in (source / "train").rglob("*.JPEG"))[:count]
+    start = time.perf_counter()
+    for path in files:
+        read_patch(path, 256)
+    return len(files) / (time.perf_counter() - start)
+
+
+def patch_decode_rates(patches: list[tuple[bytes, int]]) -> dict[str, float]:
+    """Images/s of decoding the prepared patches alone: simplejpeg into a reused array (what (ii)'s workers do)
+    and torchvision's ``decode_jpeg`` into a new tensor each (what the peers do)."""
+    datas = [data for data, _ in patches]
+    tensors = [torch.frombuffer(bytearray(data), dtype=torch.uint8) for data in datas]
+    out = np.empty((256, 256, 3), dtype=np.uint8)
+    start = time.perf_counter()
+    for data in datas:
+        simplejpeg.decode_jpeg(data, colorspace="RGB", buffer=out)
+    simple = len(datas) / (time.perf_counter() - start)
+    start = time.perf_counter()
+    for tensor in tensors:
+        decode_jpeg(tensor, mode=ImageReadMode.RGB)
+    return {"simplejpeg": simple, "torchvision_decode_jpeg": len(tensors) / (time.perf_counter() - start)}
 
 
 class BlankPatches(Dataset):
@@ -176,7 +209,9 @@ def mean_file_bytes(folder: Path) -> float:
 def imagenet_benchmark(cfg: DictConfig) -> dict[str, Any]:
     """Write the photos, prepare them both ways, time the loaders and the training steps; what bench.json holds."""
     bench = cfg.bench.imagenet
-    needed = bench.batch_size * (max(bench.loader_batches, bench.warmup + bench.steps) + 2)
+    needed = max(
+        bench.batch_size * (bench.loader_batches + 2), bench.step_batch_size * (bench.warmup + bench.steps + 2)
+    )
     if bench.images < needed:
         raise UserError(
             f"bench.imagenet.images={bench.images}: the timed batches need at least {needed} training images."
@@ -192,7 +227,8 @@ def imagenet_benchmark(cfg: DictConfig) -> dict[str, Any]:
     prepare_rates = {}
     for folder, settings in ((jpeg, PatchSettings(jpeg_quality=bench.jpeg_quality)), (raw, PatchSettings("raw"))):
         started = time.perf_counter()
-        manifest = prepare(str(source), str(folder), settings, num_workers=prepare_workers)
+        manifest = prepare(str(source), str(folder), settings, num_workers=prepare_workers,
+                           chunk_size=bench.chunk_items)  # fmt: skip
         prepare_rates[settings.format] = manifest["splits"]["train"]["source_files"] / (time.perf_counter() - started)
     apply_fast_paths(cfg, cfg.bench.fast_paths)
 
@@ -202,6 +238,7 @@ def imagenet_benchmark(cfg: DictConfig) -> dict[str, Any]:
               "pin_memory": cuda}  # fmt: skip
     folder_data = OmegaConf.merge(bench.folder_data, {"root": str(source), **common})
     prepared = OmegaConf.merge(bench.prepared_data, {"root": str(jpeg), **common})
+    stepped = {"batch_size": bench.step_batch_size}  # the training steps' batch (model=paper on a CPU is slow)
     datas = {
         "i_imagefolder": folder_data,
         "ii_prepared_cpu_decode": OmegaConf.merge(prepared, {"decode": "cpu"}),
@@ -216,20 +253,60 @@ def imagenet_benchmark(cfg: DictConfig) -> dict[str, Any]:
         "prepared_raw": lambda: PreparedImageNetDataModule(**_kwargs(OmegaConf.merge(prepared, {"root": str(raw)}))),
     }
     loader: dict[str, float | None] = {}
-    for name, make in modules.items():
-        if name == "iii_prepared_device_decode" and not cuda:
-            loader[name] = None
-            continue
-        module = make()
+
+    def loader_per_worker(name: str) -> float:
+        module = modules[name]()
         module.decode_device = device  # where decode=device decodes outside a Trainer
-        rate = loader_rate(module, bench.loader_batches, device)
-        loader[name] = rate / bench.workers
-        log.info("loader %s: %.0f images/s per worker", name, loader[name])
-    decode_only = decode_only_rates(source, jpeg, bench.images)
+        return loader_rate(module, bench.loader_batches, device) / bench.workers
+
+    for name in ("i_imagefolder", "iii_prepared_device_decode", "prepared_raw"):
+        loader[name] = loader_per_worker(name) if name != "iii_prepared_device_decode" or cuda else None
+        log.info("loader %s: %s images/s per worker", name, loader[name])
+    patches = prepared_patches(jpeg)
+    peers = peer_loaders(patches, output_dir / "data" / "peers", bench.chunk_items, bench.batch_size, bench.workers,
+                         bench.loader_batches)  # fmt: skip
+    # The machine may be shared and its speed drift: (ii), the peers and the decoders alone are timed in
+    # interleaved rounds, the decoders before and after the loaders, and each ratio is taken within its round.
+    sample = patches[: bench.decode_patches]
+    rounds: list[dict[str, Any]] = []
+    for _ in range(bench.rounds):
+        before = one_thread(lambda: patch_decode_rates(sample))
+        timed = {"ii_prepared_cpu_decode": loader_per_worker("ii_prepared_cpu_decode")}
+        timed |= {name: peer() for name, peer in peers.items() if callable(peer)}
+        after = one_thread(lambda: patch_decode_rates(sample))
+        decoders = {key: (before[key] + after[key]) / 2 for key in before}
+        rounds.append({"loaders": timed, "decode": decoders})
+        log.info("round %d: loaders %s, decoders alone %s", len(rounds), timed, decoders)
+
+    def over_rounds(value: Callable[[dict[str, Any]], float]) -> float:
+        return median(value(r) for r in rounds)
+
+    loader["ii_prepared_cpu_decode"] = over_rounds(lambda r: r["loaders"]["ii_prepared_cpu_decode"])
+    fraction = over_rounds(lambda r: r["loaders"]["ii_prepared_cpu_decode"] / r["decode"]["simplejpeg"])
+    peer_rates: dict[str, float | str] = {}
+    peer_fractions: dict[str, float | str] = {}
+    ii_over_peers: dict[str, float | str] = {}
+    for name, peer in peers.items():
+        if not callable(peer):
+            peer_rates[name] = peer_fractions[name] = ii_over_peers[name] = peer
+            continue
+        peer_rates[name] = over_rounds(lambda r, n=name: r["loaders"][n])
+        peer_fractions[name] = over_rounds(lambda r, n=name: r["loaders"][n] / r["decode"]["torchvision_decode_jpeg"])
+        ii_over_peers[name] = over_rounds(lambda r, n=name: r["loaders"]["ii_prepared_cpu_decode"] / r["loaders"][n])
+    full = one_thread(lambda: full_decode_rate(source, bench.decode_patches // 4))
+    decode_only = {
+        "i_pil_full_jpeg_resize_crop": full,
+        "ii_simplejpeg_prepared_patch": over_rounds(lambda r: r["decode"]["simplejpeg"]),
+        "torchvision_decode_jpeg_prepared_patch": over_rounds(lambda r: r["decode"]["torchvision_decode_jpeg"]),
+    }
+    decode_only["ratio_ii_over_i"] = decode_only["ii_simplejpeg_prepared_patch"] / full
     floor = transfer_floor(bench.batch_size, bench.workers, bench.loader_batches)
     step: dict[str, float | None] = {}
     for name in PATHS:
-        step[name] = None if datas[name] is None else training_step_rate(cfg, datas[name])
+        data = datas[name]
+        step[name] = (
+            None if data is None or not bench.steps else training_step_rate(cfg, OmegaConf.merge(data, stepped))
+        )
         log.info("training step %s: %s images/s", name, step[name])
 
     def ratio(rates: dict[str, float | None], name: str) -> float | None:
@@ -240,6 +317,7 @@ def imagenet_benchmark(cfg: DictConfig) -> dict[str, Any]:
     raw_manifest = json.loads((raw / "manifest.json").read_text())
     raw_patch_bytes = raw_manifest["splits"]["train"]["bytes"] / raw_manifest["splits"]["train"]["images"]
     ilsvrc = sum(ILSVRC2012_IMAGES.values())
+    chunk_items = [c["chunk_size"] for c in json.loads((jpeg / "train" / "index.json").read_text())["chunks"]]
     result = {
         "suite": "imagenet",
         "device": str(device),
@@ -262,16 +340,25 @@ def imagenet_benchmark(cfg: DictConfig) -> dict[str, Any]:
         "ilsvrc2012_prepared_bytes_estimate": {"jpeg": jpeg_patch_bytes * ilsvrc, "raw": raw_patch_bytes * ilsvrc},
         "prepare_images_per_sec": {**prepare_rates, "workers": prepare_workers},
         "decode_only_images_per_sec_one_thread": decode_only,
+        "prepared_items_per_chunk": chunk_items,
         "loader_images_per_sec_per_worker": loader,
+        "loader_fraction_of_decode_ii": fraction,
+        "peers_images_per_sec_per_worker": peer_rates,
+        "peers_fraction_of_their_decode": peer_fractions,
+        "ii_over_peers": ii_over_peers,
+        "rounds": rounds,
         "loader_transfer_floor_images_per_sec_per_worker": floor,
         "loader_ratio_ii_over_i": ratio(loader, "ii_prepared_cpu_decode"),
         "loader_ratio_iii_over_i": ratio(loader, "iii_prepared_device_decode"),
         "loader_ratio_raw_over_i": ratio(loader, "prepared_raw"),
+        "train_step_batch_size": bench.step_batch_size,
         "train_step_images_per_sec": step,
         "train_step_ratio_ii_over_i": ratio(step, "ii_prepared_cpu_decode"),
         "train_step_ratio_iii_over_i": ratio(step, "iii_prepared_device_decode"),
     }
     (output_dir / "bench.json").write_text(json.dumps(result, indent=2) + "\n")
+    if not bench.keep_data:  # several GB at larger settings; bench.imagenet.keep_data=true keeps them
+        shutil.rmtree(output_dir / "data", ignore_errors=True)
     return result
 
 
@@ -282,46 +369,51 @@ def _kwargs(data: DictConfig) -> dict[str, Any]:
 
 
 def format_imagenet_table(result: dict[str, Any]) -> str:
-    def number(value: float | None, unit: str = "") -> str:
-        return "-" if value is None else f"{value:,.0f}{unit}"
+    def number(value: float | str | None) -> str:
+        return "-" if value is None else value if isinstance(value, str) else f"{value:,.0f}"
 
-    def times(value: float | None) -> str:
-        return "-" if value is None else f"{value:.1f}x"
+    def times(value: float | str | None) -> str:
+        return "" if value is None or isinstance(value, str) else f"{value:.2f}x"
 
     loader, step, images = (
         result["loader_images_per_sec_per_worker"],
         result["train_step_images_per_sec"],
         result["images"],
     )
+    decode = result["decode_only_images_per_sec_one_thread"]
+    simple, torchvision = decode["ii_simplejpeg_prepared_patch"], decode["torchvision_decode_jpeg_prepared_patch"]
+    peers = result["peers_images_per_sec_per_worker"]
     rows = [
-        ("(i) data=imagenet: PIL decode of the full JPEG + resize", "i_imagefolder", None, None),
-        ("(ii) prepared JPEG patch, decode=cpu", "ii_prepared_cpu_decode", "loader_ratio_ii_over_i",
-         "train_step_ratio_ii_over_i"),
-        ("(iii) prepared JPEG patch, decode=device", "iii_prepared_device_decode", "loader_ratio_iii_over_i",
-         "train_step_ratio_iii_over_i"),
-        ("raw uint8 patch (no decoding)", "prepared_raw", "loader_ratio_raw_over_i", None),
+        ("(i) data=imagenet: PIL decode of the full JPEG + resize", loader["i_imagefolder"], None,
+         step["i_imagefolder"]),
+        ("(ii) prepared JPEG patch, decode=cpu (simplejpeg)", loader["ii_prepared_cpu_decode"],
+         result["loader_fraction_of_decode_ii"], step["ii_prepared_cpu_decode"]),
+        ("(iii) prepared JPEG patch, decode=device", loader["iii_prepared_device_decode"], None,
+         step["iii_prepared_device_decode"]),
+        ("raw uint8 patch (no decoding)", loader["prepared_raw"], None, None),
+        ("peer: webdataset tar shards + decode_jpeg", peers["webdataset"],
+         result["peers_fraction_of_their_decode"]["webdataset"], None),
+        ("peer: mosaicml-streaming MDS + decode_jpeg", peers["mosaicml_streaming"],
+         result["peers_fraction_of_their_decode"]["mosaicml_streaming"], None),
     ]  # fmt: skip
     lines = [
-        f"device: {result['device']} ({result['device_name']}), batch {result['batch_size']}, "
-        f"{result['loader_workers']} loader worker(s), {result['model_config']['input_size']} px, "
-        f"{result['precision']}",
+        f"device: {result['device']} ({result['device_name']}), loader batch {result['batch_size']}, "
+        f"{result['loader_workers']} loader worker(s); training steps: batch {result['train_step_batch_size']}, "
+        f"{result['model_config']['input_size']} px, {result['precision']}",
         f"photos: {images['train']} at ImageNet's sizes, {images['source_mean_bytes'] / 1e3:.0f} KB each; prepared "
         f"patches: JPEG q{images['prepared_jpeg_quality']} {images['prepared_jpeg_mean_bytes'] / 1e3:.1f} KB, raw "
-        f"{images['prepared_raw_mean_bytes'] / 1e3:.1f} KB",
-        f"{'path':<58}{'loader img/s/worker':>20}{'x (i)':>8}{'train img/s':>13}{'x (i)':>8}",
+        f"{images['prepared_raw_mean_bytes'] / 1e3:.1f} KB; items per chunk {result['prepared_items_per_chunk']}",
+        f"{'path':<58}{'loader img/s/worker':>20}{'x decode':>10}{'train img/s':>13}",
     ]
-    decode = result["decode_only_images_per_sec_one_thread"]
-    for label, key, loader_ratio, step_ratio in rows:
-        lines.append(
-            f"{label:<58}{number(loader[key]):>20}{times(result[loader_ratio]) if loader_ratio else '':>8}"
-            f"{number(step.get(key)) if key in step else '':>13}{times(result[step_ratio]) if step_ratio else '':>8}"
-        )
+    for label, rate, fraction, trained in rows:
+        lines.append(f"{label:<58}{number(rate):>20}{times(fraction):>10}{number(trained) if trained else '':>13}")
     lines.append(
         f"a worker that only hands over uint8 256x256 patches: "
-        f"{result['loader_transfer_floor_images_per_sec_per_worker']:,.0f} images/s (the ceiling of (i), (ii), raw)"
+        f"{result['loader_transfer_floor_images_per_sec_per_worker']:,.0f} images/s"
     )
     lines.append(
-        f"decoding alone, one thread: full JPEG + resize {decode['i_pil_full_jpeg_resize_crop']:,.0f} images/s, "
-        f"prepared patch {decode['ii_torchvision_prepared_patch']:,.0f} images/s ({decode['ratio_ii_over_i']:.1f}x)"
+        f"decoding alone, one thread: full JPEG + resize {decode['i_pil_full_jpeg_resize_crop']:,.0f} images/s; "
+        f"prepared patch: simplejpeg {simple:,.0f}, torchvision decode_jpeg {torchvision:,.0f} images/s"
     )
+    lines.append(f"loader_fraction_of_decode_ii = {result['loader_fraction_of_decode_ii']:.3f}")
     return "\n".join(lines)

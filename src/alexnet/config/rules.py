@@ -261,7 +261,12 @@ RULES: dict[str, Rule] = {
     "bench.imagenet.batch_size": integer(1),
     "bench.imagenet.loader_batches": integer(1),
     "bench.imagenet.warmup": integer(1),
-    "bench.imagenet.steps": integer(1),
+    "bench.imagenet.steps": integer(0),  # 0: no training steps
+    "bench.imagenet.step_batch_size": integer(1),
+    "bench.imagenet.chunk_items": integer(1),
+    "bench.imagenet.keep_data": boolean(),
+    "bench.imagenet.rounds": integer(1),
+    "bench.imagenet.decode_patches": integer(4),
     "bench.imagenet.jpeg_quality": integer(1, 100),
     "bench.imagenet.prepare_workers": integer(1, null=True),
     "bench.inference.batch_sizes": Rule(

@@ -6,29 +6,30 @@ GPU to decode a whole batch at once (``device``: torchvision's batched nvjpeg), 
 same on-device crops, flips, PCA lighting, normalisation and 10-crop test as ``data=imagenet`` follow
 (``ImageNetInput``).
 
-litdata's ``StreamingDataset`` shards the chunks over DDP ranks and loader workers (each rank reads its own part;
-several nodes stream one copy in a bucket, each caching what it reads), and its ``StreamingDataLoader`` keeps its
-position: Lightning stores the loader's ``state_dict()`` in every checkpoint, so a run killed mid-epoch resumes
-with the same samples in the same order.
+The loaders (``prepared_batches.py``) read whole batches from the litdata chunks: each DDP rank its own share
+of a full shuffle (chunk order and items in each chunk, reseeded per epoch), each loader worker its own run of
+batches, JPEG patches decoded straight into reused NHWC buffers (handed to the model as an NCHW view). Their
+position is stored in every checkpoint (Lightning keeps a loader's ``state_dict()``), so a run killed mid-epoch
+resumes with the same samples in the same order. A bucket's chunks are cached locally as they are read.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+import os
 from pathlib import Path
 from typing import Any
 
 import torch
-from litdata import StreamingDataLoader, StreamingDataset
-from torch.utils.data import DataLoader, Dataset, default_collate
+from litdata import StreamingDataset
+from torch.utils.data import DataLoader, Dataset
 from torchvision.io import ImageReadMode, decode_jpeg
 
 from alexnet.config.rules import check_values
-from alexnet.data.batch_buffers import ReusedBatchBuffers
 from alexnet.data.batch_size import per_device_batch_size
 from alexnet.data.imagenet.pipeline import ImageNetInput
+from alexnet.data.imagenet.prepared_batches import PreparedBatches
 from alexnet.data.imagenet.prepared_writer import MANIFEST, SPLITS, read_manifest
 from alexnet.data.mean_image import MeanImageCache, fallback_cache_dir, mean_of_batches
 from alexnet.data.storage import check_location, is_remote, join
@@ -46,13 +47,6 @@ class DecodedSample:
         return decode_jpeg(data, mode=ImageReadMode.RGB), sample["label"]
 
 
-class EncodedSample:
-    """A stored sample -> (JPEG bytes as a 1-D uint8 tensor, label): decoded later, a whole batch on the device."""
-
-    def __call__(self, sample: dict[str, Any]) -> tuple[torch.Tensor, int]:
-        return torch.frombuffer(bytearray(sample["image"]), dtype=torch.uint8), sample["label"]
-
-
 class IndexedSamples(Dataset):
     """The first ``count`` samples of a streaming dataset, by index, decoded: a map-style dataset for a plain
     ``DataLoader`` that reads every sample whatever the rank."""
@@ -67,11 +61,6 @@ class IndexedSamples(Dataset):
         return self.decoded(self.dataset[index])
 
 
-def collate_encoded(batch: list[tuple[torch.Tensor, int]]) -> tuple[list[torch.Tensor], torch.Tensor]:
-    """JPEGs differ in length: keep them a list; the labels become one tensor."""
-    return [image for image, _ in batch], torch.tensor([label for _, label in batch])
-
-
 def decode_batch(images: list[torch.Tensor], device: torch.device) -> torch.Tensor:
     """A list of JPEG byte tensors (on the CPU) -> uint8 (N, 3, S, S) on ``device``.
 
@@ -79,7 +68,8 @@ def decode_batch(images: list[torch.Tensor], device: torch.device) -> torch.Tens
     the same decoder the loader workers use.
     """
     decoded = decode_jpeg(images, mode=ImageReadMode.RGB, device=device)
-    return torch.stack(decoded)
+    # Stacked as NHWC and viewed as NCHW (channels-last): decode_jpeg's CPU output is HWC memory already.
+    return torch.stack([image.permute(1, 2, 0) for image in decoded]).permute(0, 3, 1, 2)
 
 
 class PreparedImageNetDataModule(ImageNetInput):
@@ -87,12 +77,12 @@ class PreparedImageNetDataModule(ImageNetInput):
 
     Args:
         root: the prepared set: a folder or an ``s3://`` (``gs://``, ``r2://``) URL holding ``manifest.json``.
-        cache_dir: where chunks of a remote ``root`` are cached locally (null: litdata's default,
-            ``~/.lightning/chunks``); each split gets a subfolder.
+        cache_dir: where chunks of a remote ``root`` are cached locally and kept (null:
+            ``~/.lightning/chunks/<hash of root>``); each split gets a subfolder.
         decode: ``cpu`` (loader workers decode each JPEG patch), ``device`` (workers only read bytes; the batch
             is decoded on the training device in one call, nvjpeg on a GPU) or ``auto`` (``device`` on CUDA).
             Raw patches need no decoding.
-        seed: shuffle seed of the training order (null: the run's seed); litdata reshuffles every epoch.
+        seed: shuffle seed of the training order (null: the run's seed); reshuffled every epoch.
         batch_size, num_workers, pin_memory, prefetch_factor: as ``ImageNetDataModule``.
         **pipeline: the on-device pipeline's settings, as ``ImageNetInput`` documents them; ``num_classes`` must
             equal the manifest's class count. Under ``normalization=paper`` the mean of the prepared training
@@ -119,7 +109,6 @@ class PreparedImageNetDataModule(ImageNetInput):
         self.cache_dir = cache_dir
         self.batch_size, self.num_workers, self.pin_memory = batch_size, num_workers, pin_memory
         self.prefetch_factor, self.decode, self.seed = prefetch_factor, decode, seed
-        self.datasets: dict[str, StreamingDataset] = {}
         self.decode_device = torch.device("cpu")  # where decode=device decodes outside a Trainer
 
     @property
@@ -170,29 +159,29 @@ class PreparedImageNetDataModule(ImageNetInput):
             )
         return self.manifest["splits"][split]
 
-    def _dataset(self, split: str, shuffle: bool) -> StreamingDataset:
+    def _location(self, split: str) -> tuple[str, str | None]:
+        """The split's chunks and, for a bucket, the local folder they are cached in."""
         self._split_record(split)
-        cache_dir = join(self.cache_dir, split) if self.cache_dir and is_remote(self.root) else None
-        return StreamingDataset(
-            join(self.root, split),
-            cache_dir=cache_dir,
-            shuffle=shuffle,
-            # Training: every rank gets as many full batches (DDP steps in lockstep). Evaluation: nothing dropped
-            # and nothing repeated, the rest going to the last rank, so every image counts exactly once.
-            drop_last=shuffle,
-            seed=self._seed(),
-            item_shuffle_window=0,  # a full permutation inside each chunk, not blocks of 256 kept together
-            transform=EncodedSample() if self.decodes_on_device() else DecodedSample(),
-        )
+        if not is_remote(self.root):
+            return join(self.root, split), None
+        default = Path.home() / ".lightning" / "chunks" / hashlib.sha256(self.root.encode()).hexdigest()[:12]
+        return join(self.root, split), join(self.cache_dir or str(default), split)
+
+    def _rank_and_world(self) -> tuple[int, int]:
+        if self.trainer is not None:
+            return self.trainer.global_rank, self.trainer.world_size
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            return torch.distributed.get_rank(), torch.distributed.get_world_size()
+        # As litdata reads them when no process group runs (a launcher's environment).
+        return int(os.environ.get("GLOBAL_RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
     def _seed(self) -> int:
         return self.seed if self.seed is not None else torch.initial_seed() % 2**31  # the run's seed
 
     def setup(self, stage: str | None = None) -> None:
-        # Built here, after DDP has started: litdata reads the world size and rank when a dataset is made.
-        if stage in ("fit", None):
-            self.datasets["train"] = self._dataset("train", shuffle=True)
-        self.datasets["val"] = self._dataset("val", shuffle=False)
+        # The loaders are made after DDP has started (they read the rank and world size then).
+        for split in ("train", "val") if stage in ("fit", None) else ("val",):
+            self._location(split)  # a missing split is one clear error now, not when its loader is needed
         self._load_checked_mean_image()
 
     def _mean_image_cache(self) -> MeanImageCache:
@@ -219,52 +208,54 @@ class PreparedImageNetDataModule(ImageNetInput):
         loader = DataLoader(samples, batch_size=256, num_workers=self.num_workers)
         return mean_of_batches((images for images, _ in loader), len(samples), "mean image of the prepared train/")
 
-    def _loader(self, split: str) -> StreamingDataLoader:
-        shuffle = split == "train"
-        return StreamingDataLoader(
-            self.datasets[split],
+    def _loader(self, split: str) -> PreparedBatches:
+        training = split == "train"
+        location, cache = self._location(split)
+        rank, world_size = self._rank_and_world()
+        return PreparedBatches(
+            location,
+            cache,
+            self.format,
+            self.manifest["resize_size"],
             batch_size=per_device_batch_size(self.batch_size, self.trainer),
+            shuffle=training,
+            seed=self._seed(),
+            rank=rank,
+            world_size=world_size,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
-            # Fresh workers each epoch: persistent ones would keep the first epoch's shuffle.
-            persistent_workers=False,
             prefetch_factor=self.prefetch_factor if self.num_workers > 0 else None,
-            collate_fn=self._collate(shuffle),
-            shuffle=shuffle,
-            drop_last=shuffle,
-            # Its own generator: a DataLoader draws its workers' base seed from the global RNG each time it starts
-            # an iterator, which would shift the crops and dropout after a resume (one extra iterator).
-            generator=torch.Generator().manual_seed(self._seed()),
+            encoded=self.decodes_on_device(),
+            # Training batches go through reused shared buffers (a fresh one per batch costs as much as decoding);
+            # evaluation batches may be kept by whoever reads them.
+            reuse_buffers=training,
         )
 
-    def _collate(self, training: bool) -> Callable:
-        if self.decodes_on_device():
-            return collate_encoded
-        # Training batches go through reused shared buffers (a fresh one per batch costs as much as decoding).
-        return ReusedBatchBuffers(self.prefetch_factor + 3) if training else default_collate
-
-    def train_dataloader(self) -> StreamingDataLoader:
+    def train_dataloader(self) -> PreparedBatches:
         return self._loader("train")
 
-    def val_dataloader(self) -> StreamingDataLoader:
+    def val_dataloader(self) -> PreparedBatches:
         return self._loader("val")
 
-    def test_dataloader(self) -> StreamingDataLoader:
+    def test_dataloader(self) -> PreparedBatches:
         # ILSVRC-2012's test labels are not public: the paper reports the validation set.
         return self._loader("val")
 
-    def predict_dataloader(self) -> StreamingDataLoader:
+    def predict_dataloader(self) -> PreparedBatches:
         return self._loader("val")
 
     def dataset(self, split: str) -> IndexedSamples:
         """The ``train`` or ``val`` samples by index, decoded: (uint8 (3, S, S) image, label)."""
         count = self._split_record(split)["images"]
-        cache_dir = join(self.cache_dir, split) if self.cache_dir and is_remote(self.root) else None
-        return IndexedSamples(StreamingDataset(join(self.root, split), cache_dir=cache_dir), count)
+        location, cache_dir = self._location(split)
+        # batch_decode=0: one item unpacked per read (litdata's windows of 256 miss under random access).
+        return IndexedSamples(StreamingDataset(location, cache_dir=cache_dir, batch_decode=0), count)
 
     def on_before_batch_transfer(self, batch: tuple, dataloader_idx: int) -> tuple:
         images, labels = batch
         if isinstance(images, list):  # JPEG bytes: decode the batch where it will be used
             device = self.trainer.strategy.root_device if self.trainer is not None else self.decode_device
             images = decode_batch(images, device)
+        elif images.shape[-1] == 3 and self.format == "jpeg":  # NHWC from the workers: an NCHW view of it
+            images = images.permute(0, 3, 1, 2)
         return images, labels

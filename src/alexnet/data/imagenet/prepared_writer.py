@@ -144,7 +144,12 @@ def written_count(split_location: str) -> tuple[int, int]:
 
 
 def write_split(
-    listing: SplitListing, settings: PatchSettings, location: str, num_workers: int, chunk_bytes: str
+    listing: SplitListing,
+    settings: PatchSettings,
+    location: str,
+    num_workers: int,
+    chunk_bytes: str,
+    chunk_size: int | None = None,
 ) -> dict[str, Any]:
     """Write one split with ``litdata.optimize`` (every worker a process, with a progress bar); its record."""
     from litdata import optimize
@@ -158,7 +163,8 @@ def write_split(
             fn=PatchWriter(settings, listing.classes, report_dir),
             inputs=samples,
             output_dir=location,
-            chunk_bytes=chunk_bytes,
+            chunk_bytes=None if chunk_size else chunk_bytes,
+            chunk_size=chunk_size,  # items per chunk instead of bytes (the benchmark's ImageNet-sized chunks)
             num_workers=min(num_workers, len(samples)),
             keep_data_ordered=True,  # each worker writes a fixed slice in order: the same output every time
             reorder_files=False,
@@ -242,6 +248,7 @@ def prepare(
     num_workers: int | None = None,
     chunk_bytes: str = "64MB",
     overwrite: bool = False,
+    chunk_size: int | None = None,
 ) -> dict[str, Any]:
     """Write the prepared set (or find it already written); returns its manifest."""
     unknown = [s for s in splits if s not in SPLITS]
@@ -303,7 +310,10 @@ def prepare(
             settings.resize_size,
             workers,
         )
-        record = {**wanted, **write_split(listings[split], settings, join(output, split), workers, chunk_bytes)}
+        record = {
+            **wanted,
+            **write_split(listings[split], settings, join(output, split), workers, chunk_bytes, chunk_size),
+        }
         write_text(join(output, f"{split}.json"), json.dumps(record, indent=1))
         records[split] = record
 
