@@ -212,3 +212,42 @@ def test_eval_refuses_a_data_option_other_than_the_checkpoints(tmp_path: Path, f
     same = run_main("alexnet-eval", f"ckpt_path={checkpoint}", "data=fashion_mnist", f"paths.log_dir={tmp_path}",
                     cwd=tmp_path)  # fmt: skip
     assert same.returncode == 0, same.stderr[-2000:]
+
+
+def cut_chunk(chunk: Path) -> None:
+    chunk.write_bytes(chunk.read_bytes()[:-500])
+
+
+def remove_chunk(chunk: Path) -> None:
+    chunk.unlink()
+
+
+def garble_an_image(chunk: Path) -> None:
+    """The same size, the header intact, but the first patch's JPEG bytes overwritten after its SOI marker."""
+    data = bytearray(chunk.read_bytes())
+    start = data.index(b"\xff\xd8")
+    data[start + 2 : start + 400] = bytes(398)
+    chunk.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize(
+    ("damage", "workers", "what"),
+    [
+        (remove_chunk, 0, "this chunk is missing"),
+        (cut_chunk, 0, "this chunk holds"),
+        (garble_an_image, 1, "item 0 is not a 256x256 JPEG patch"),
+    ],
+    ids=["missing", "cut", "garbled-in-a-worker"],
+)
+def test_a_damaged_prepared_chunk_is_named_with_alexnet_prepare(
+    tmp_path: Path, prepared_jpeg: Path, damage, workers: int, what: str
+) -> None:
+    prepared = shutil.copytree(prepared_jpeg, tmp_path / "prepared")
+    chunk = next((prepared / "train").glob("chunk-*.bin"))
+    damage(chunk)
+    ran = run_main("alexnet-train", "data=imagenet_prepared", f"data.root={prepared}", "data.num_classes=3",
+                   f"data.num_workers={workers}", "data.pin_memory=false", "data.decode=cpu", *TINY,
+                   "trainer.max_epochs=1", f"paths.log_dir={tmp_path}", cwd=tmp_path)  # fmt: skip
+    assert ran.returncode == 2, ran.stderr[-2000:]
+    assert f"error: {chunk}: {what}" in ran.stderr and "alexnet-prepare" in ran.stderr, ran.stderr[-2000:]
+    assert "Traceback" not in ran.stderr and "Original" not in ran.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,6 +29,16 @@ def is_user_error(error: BaseException) -> bool:
     return isinstance(error, USER_ERRORS) or getattr(type(error), "user_error", False) is True
 
 
+def worker_message(text: str) -> str:
+    """The message of an error a DataLoader worker raised: torch re-raises it in the main process with the
+    worker's traceback in front (``Caught UserError in DataLoader worker process 0. Original Traceback...``),
+    which ends with ``alexnet.errors.UserError: <message>``."""
+    if not (text.startswith("Caught ") and "Original Traceback" in text):
+        return text
+    raised = list(re.finditer(r"^[A-Za-z_][\w.]*(?:Error|Exception): ", text, re.M))  # traceback lines are indented
+    return text[raised[-1].end() :].rstrip() if raised else text
+
+
 def find_user_error(error: BaseException | None) -> BaseException | None:
     """The user error behind ``error``: Hydra's instantiate wraps what a constructor raises."""
     while error is not None:
@@ -50,7 +61,7 @@ def reported_user_errors(multirun: bool = False) -> Iterator[None]:
         cause = find_user_error(error)
         if cause is None:
             raise
-        print(f"error: {cause}", file=sys.stderr, flush=True)
+        print(f"error: {worker_message(str(cause))}", file=sys.stderr, flush=True)
         if multirun and not isinstance(cause, LaunchError):
             raise UserError(str(cause)) from None
         raise SystemExit(2) from None

@@ -48,6 +48,26 @@ DATA_FORMATS = {"jpeg": ["bytes", "int", "str", "str"], "raw": ["tensor", "int",
 RAW_HEADER = 8 + 4 * 3  # litdata's tensor serializer: >II (dtype index, rank), >3I shape, then the bytes
 
 
+def damaged(path: str, what: str) -> UserError:
+    return UserError(
+        f"{path}: {what}, so the prepared set is damaged (an interrupted copy or a disk fault). Copy it again, or "
+        "write it again with alexnet-prepare source=<ImageFolder copy> output=<the set> overwrite=true."
+    )
+
+
+def check_chunk_files(location: str, index: dict[str, Any]) -> None:
+    """Every chunk the index lists is there with the size it was written with (a local set: one stat each, so that
+    a missing or cut chunk is named before training, not when an epoch reaches it)."""
+    if is_remote(location):
+        return  # checked as each chunk is fetched
+    for chunk in index["chunks"]:
+        path = os.path.join(location, chunk["filename"])
+        if not os.path.isfile(path):
+            raise damaged(path, "this chunk is missing")
+        if os.path.getsize(path) != chunk["chunk_bytes"]:
+            raise damaged(path, f"this chunk holds {os.path.getsize(path):,} bytes, not its {chunk['chunk_bytes']:,}")
+
+
 def chunk_index(location: str, format: str) -> dict[str, Any]:
     """A split's ``index.json``, refused unless it is the plain chunk format this module reads."""
     text = read_text(join(location, "index.json"))
@@ -74,16 +94,29 @@ def chunk_index(location: str, format: str) -> dict[str, Any]:
 class Chunk:
     """One chunk file, memory-mapped: where each item's image lies, and every item's label."""
 
-    def __init__(self, path: str, format: str) -> None:
-        with open(path, "rb") as file:
-            self.map = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
+    def __init__(self, path: str, format: str, items: int) -> None:
+        try:
+            with open(path, "rb") as file:
+                self.map = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ)
+        except (OSError, ValueError) as error:  # ValueError: an empty file cannot be mapped
+            raise damaged(path, f"this chunk cannot be read ({error})") from None
+        self.path = path
         data = np.frombuffer(self.map, dtype=np.uint8)
-        count = int(np.frombuffer(self.map, dtype=np.uint32, count=1)[0])
-        offsets = np.frombuffer(self.map, dtype=np.uint32, count=count + 1, offset=4).astype(np.int64)[:-1]
+        # litdata's header: the item count, then count + 1 offsets, the last one the file's end
+        header = 4 * (items + 2)
+        count = int(np.frombuffer(self.map, dtype=np.uint32, count=1)[0]) if len(data) >= header else -1
+        ends = np.frombuffer(self.map, dtype=np.uint32, count=items + 1, offset=4) if count >= 0 else np.zeros(1)
+        ends = ends.astype(np.int64)
+        smallest = 4 * len(FIELDS) + 8  # an item's field sizes, an empty image and its label
+        if count != items or ends[0] < header or ends[-1] != len(data) or np.any(np.diff(ends) < smallest):
+            raise damaged(path, f"this chunk's header does not describe its {items} items")
+        offsets = ends[:-1]
         # Each item starts with one uint32 size per field: gather the image's and read the label after it.
         sizes = data[offsets[:, None] + np.arange(4 * len(FIELDS))].view("<u4")
         self.starts = offsets + 4 * len(FIELDS)
         self.lengths = sizes[:, 0].astype(np.int64)
+        if np.any(self.starts + self.lengths + 8 > ends[1:]):
+            raise damaged(path, "an item's image runs past the item's end")
         self.labels = data[(self.starts + self.lengths)[:, None] + np.arange(8)].view("<i8")[:, 0].copy()
         if format == "raw":  # the stored tensor's header, then C x H x W uint8
             self.starts, self.lengths = self.starts + RAW_HEADER, self.lengths - RAW_HEADER
@@ -188,7 +221,7 @@ class ChunkBatches(Dataset):
                 self._downloads.pop(chunk).result()
             if len(self._chunks) >= 4:  # a worker moves through its chunks in order: keep the last few mapped
                 self._chunks.pop(next(iter(self._chunks)))
-            self._chunks[chunk] = Chunk(self._local_path(chunk), self.plan["format"])
+            self._chunks[chunk] = Chunk(self._local_path(chunk), self.plan["format"], self.sizes[chunk])
         return self._chunks[chunk]
 
     # -- batches ---------------------------------------------------------------------------------------------------
@@ -225,9 +258,14 @@ class ChunkBatches(Dataset):
             if encoded:
                 images.append(torch.frombuffer(bytearray(data), dtype=torch.uint8))
             elif self.plan["format"] == "jpeg":
-                simplejpeg.decode_jpeg(data, colorspace="RGB", buffer=pixels[k])  # libjpeg-turbo's defaults
-            else:
+                try:
+                    simplejpeg.decode_jpeg(data, colorspace="RGB", buffer=pixels[k])  # libjpeg-turbo's defaults
+                except ValueError as error:  # not a JPEG, or not one of the set's patch size
+                    raise damaged(chunk.path, f"item {item} is not a {side}x{side} JPEG patch ({error})") from None
+            elif len(data) == pixels[k].size:
                 pixels[k].reshape(-1)[:] = np.frombuffer(data, dtype=np.uint8)
+            else:
+                raise damaged(chunk.path, f"item {item} holds {len(data):,} bytes, not a raw {side}x{side} patch")
         return images, torch.tensor(labels, dtype=torch.int64)
 
 
@@ -275,6 +313,7 @@ class PreparedBatches:
         if is_remote(location) and cache_dir is None:
             raise ValueError("a bucket's chunks need a local cache_dir")
         self.index = chunk_index(location, format)
+        check_chunk_files(location, self.index)
         self.location, self.cache_dir = location, cache_dir
         self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
         self.rank, self.world_size, self.num_workers = rank, world_size, num_workers
