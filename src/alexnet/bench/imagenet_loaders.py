@@ -129,7 +129,7 @@ def prepared_patches(prepared_jpeg: Path) -> list[tuple[bytes, int]]:
     location = str(prepared_jpeg / "train")
     patches = []
     for entry in chunk_index(location, "jpeg")["chunks"]:
-        chunk = Chunk(str(prepared_jpeg / "train" / entry["filename"]), "jpeg")
+        chunk = Chunk(str(prepared_jpeg / "train" / entry["filename"]), "jpeg", entry["chunk_size"])
         patches += [(bytes(chunk.image(i)), int(chunk.labels[i])) for i in range(len(chunk))]
     return patches
 
