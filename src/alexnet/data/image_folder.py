@@ -14,7 +14,6 @@ even if files were added to the folder since; ``alexnet.run`` also writes it int
 from __future__ import annotations
 
 import logging
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from alexnet.config.rules import check_values
 from alexnet.data.folder_layout import LAYOUT, FolderLayout, class_folders, find_layout, stratified_split
-from alexnet.data.image_files import ClassFolders, is_image_file, load_image
+from alexnet.data.image_files import ClassFolders
 from alexnet.data.imagenet.image_folder import ImageNetDataModule
 from alexnet.data.mean_image import files_fingerprint
 from alexnet.errors import UserError
@@ -49,6 +48,8 @@ class ImageFolderDataModule(ImageNetDataModule):
         **settings: as ``ImageNetDataModule`` (``num_classes``, ``resize_size``, ``mean``, ``std``...).
     """
 
+    NAME, LAYOUT_HELP, FOLDERS = "ImageFolder", LAYOUT, VisibleClassFolders
+
     def __init__(self, root: str, val_size: int | float = 0.2, split_seed: int = 42, **settings: Any) -> None:
         check_values({"data.val_size": val_size, "data.split_seed": split_seed})
         super().__init__(root, **settings)
@@ -72,31 +73,9 @@ class ImageFolderDataModule(ImageNetDataModule):
 
     def _folder(self, split: str) -> ClassFolders:
         """All images of one split's folder, checked against the training folder's classes."""
-        folder, classes = self.layout.folders[split], self._class_folders(split)
-        if split != "train" and classes != (train := self._class_folders("train")):
-            only_here, only_train = sorted(set(classes) - set(train)), sorted(set(train) - set(classes))
-            raise UserError(
-                f"ImageFolder: {folder} and {self.layout.folders['train']} must hold the same class folders "
-                f"({len(classes)} and {len(train)}; only in {split}/: {', '.join(only_here[:5]) or 'none'}; only in "
-                f"train/: {', '.join(only_train[:5]) or 'none'}).\n{LAYOUT}"
-            )
-        if len(classes) != self.num_classes:
-            raise UserError(
-                f"ImageFolder: {folder} has {len(classes)} class folders but data.num_classes={self.num_classes}; "
-                f"set data.num_classes={len(classes)} (the model follows it) or fix the folder.\n{LAYOUT}"
-            )
-        loader = partial(load_image, size=self.resize_size, skip_unreadable=self.skip_unreadable)
-        dataset = VisibleClassFolders(str(folder), loader=loader, is_valid_file=is_image_file, allow_empty=True)
-        counts = [0] * len(classes)
-        for label in dataset.targets:
-            counts[label] += 1
-        empty = [name for name, n in zip(dataset.classes, counts, strict=True) if n == 0]
-        if empty:
-            raise UserError(
-                f"ImageFolder: class folders without images in {folder}: {', '.join(empty[:5])}. Add images (.jpg, "
-                f".png...) or remove the folder.\n{LAYOUT}"
-            )
-        return dataset
+        folders = self.layout.folders
+        train = self._class_folders("train") if split != "train" else None
+        return self._checked_class_folders(split, folders[split], self._class_folders(split), folders["train"], train)
 
     def _split(self, split: str) -> Dataset:
         if split in self.datasets:

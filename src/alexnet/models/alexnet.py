@@ -209,14 +209,7 @@ class AlexNet(nn.Module):
 
     def load_weights(self, path: str) -> None:
         """Load a state_dict file; any mismatch names the keys or shapes that differ."""
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except FileNotFoundError as error:
-            raise ArchitectureError(f"model.weights={path}: no such file.") from error
-        except Exception as error:  # pickle, zip and unpickling-policy errors all mean "not a plain state_dict"
-            raise ArchitectureError(f"model.weights={path}: not a readable state_dict ({error}).") from error
-        if isinstance(state, dict) and "state_dict" in state:  # a Lightning checkpoint: take its net's weights
-            state = net_weights(state["state_dict"])
+        state = read_weights_file(path)
         try:
             self.load_state_dict(state)
         except RuntimeError as error:
@@ -273,6 +266,19 @@ class AlexNet(nn.Module):
                 side = (side - layer.kernel_size) // layer.stride + 1
         linears = [m for m in self.classifier if isinstance(m, nn.Linear)]
         return flops + sum(2 * m.in_features * m.out_features for m in linears)
+
+
+def read_weights_file(path: str) -> object:
+    """What a weights file holds, read with ``weights_only=True``: a state_dict, or a Lightning checkpoint's net."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError as error:
+        raise ArchitectureError(f"model.weights={path}: no such file.") from error
+    except Exception as error:  # pickle, zip and unpickling-policy errors all mean "not a plain state_dict"
+        raise ArchitectureError(f"model.weights={path}: not a readable state_dict ({error}).") from error
+    if isinstance(state, dict) and "state_dict" in state:  # a Lightning checkpoint: take its net's weights
+        state = net_weights(state["state_dict"])
+    return state
 
 
 def net_weights(lightning_state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -20,7 +20,7 @@ import torch
 
 from alexnet.config.resolvers import torchvision_weights_name
 from alexnet.errors import UserError
-from alexnet.models.alexnet import AlexNet, ArchitectureError, net_weights
+from alexnet.models.alexnet import AlexNet, ArchitectureError, read_weights_file
 
 log = logging.getLogger(__name__)
 
@@ -55,14 +55,7 @@ def torchvision_state(name: str) -> dict[str, torch.Tensor]:
 
 def read_state(path: str) -> dict[str, torch.Tensor]:
     """A state_dict file (or a Lightning checkpoint's net), read safely."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError as error:
-        raise ArchitectureError(f"model.weights={path}: no such file.") from error
-    except Exception as error:  # pickle, zip and unpickling-policy errors all mean "not a plain state_dict"
-        raise ArchitectureError(f"model.weights={path}: not a readable state_dict ({error}).") from error
-    if isinstance(state, dict) and "state_dict" in state:  # a Lightning checkpoint: take its net's weights
-        state = net_weights(state["state_dict"])
+    state = read_weights_file(path)
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ArchitectureError(f"model.weights={path}: not a state_dict (a mapping of names to tensors).")
     return state

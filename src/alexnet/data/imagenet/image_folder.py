@@ -85,27 +85,42 @@ class ImageNetDataModule(ImageNetInput):
     def _split(self, split: str) -> ImageFolder:
         if split in self.datasets:
             return self.datasets[split]
-        folder, classes = self.root / split, self._class_folders(split)
         train_folder = self.root / "train"
-        if split != "train" and train_folder.is_dir() and classes != (train := self._class_folders("train")):
+        train = self._class_folders("train") if split != "train" and train_folder.is_dir() else None
+        dataset = self._checked_class_folders(split, self.root / split, self._class_folders(split), train_folder, train)
+        self.datasets[split] = dataset
+        return dataset
+
+    # What the messages call this module, its layout help and the dataset class it reads a folder with.
+    NAME, LAYOUT_HELP, FOLDERS = "ImageNet", LAYOUT, ClassFolders
+
+    def _checked_class_folders(
+        self, split: str, folder: Path, classes: list[str], train_folder: Path, train: list[str] | None
+    ) -> ClassFolders:
+        """One split's images, after the checks every class-folder module makes: the same classes as train/
+        (``train``; None: not compared), as many as the model's outputs, none without images."""
+        name, help_ = self.NAME, self.LAYOUT_HELP
+        if train is not None and classes != train:
             only_here, only_train = sorted(set(classes) - set(train)), sorted(set(train) - set(classes))
             raise UserError(
-                f"ImageNet: {folder} and {train_folder} must hold the same class folders ({len(classes)} and "
+                f"{name}: {folder} and {train_folder} must hold the same class folders ({len(classes)} and "
                 f"{len(train)}; only in {split}/: {', '.join(only_here[:5]) or 'none'}; only in train/: "
-                f"{', '.join(only_train[:5]) or 'none'}).\n{LAYOUT}"
+                f"{', '.join(only_train[:5]) or 'none'}).\n{help_}"
             )
         if len(classes) != self.num_classes:
             raise UserError(
-                f"ImageNet: {folder} has {len(classes)} class folders but data.num_classes={self.num_classes}; set "
-                f"data.num_classes={len(classes)} (the model follows it) or fix the folder.\n{LAYOUT}"
+                f"{name}: {folder} has {len(classes)} class folders but data.num_classes={self.num_classes}; set "
+                f"data.num_classes={len(classes)} (the model follows it) or fix the folder.\n{help_}"
             )
         loader = partial(load_image, size=self.resize_size, skip_unreadable=self.skip_unreadable)
-        dataset = ClassFolders(str(folder), loader=loader, is_valid_file=is_image_file, allow_empty=True)
+        dataset = self.FOLDERS(str(folder), loader=loader, is_valid_file=is_image_file, allow_empty=True)
         counts = torch.bincount(torch.tensor(dataset.targets, dtype=torch.long), minlength=len(classes))
         empty = [c for c, n in zip(dataset.classes, counts.tolist(), strict=True) if n == 0]
         if empty:
-            raise UserError(f"ImageNet: class folders without images in {folder}: {', '.join(empty[:5])}.\n{LAYOUT}")
-        self.datasets[split] = dataset
+            raise UserError(
+                f"{name}: class folders without images in {folder}: {', '.join(empty[:5])}. Add images (.jpg, "
+                f".png...) or remove the folder.\n{help_}"
+            )
         return dataset
 
     def wnids(self) -> list[str] | None:
