@@ -61,7 +61,8 @@ def reported_user_errors(multirun: bool = False) -> Iterator[None]:
         cause = find_user_error(error)
         if cause is None:
             raise
-        print(f"error: {worker_message(str(cause))}", file=sys.stderr, flush=True)
+        message = worker_message(str(cause))
+        print(f"error: {message}", file=sys.stderr, flush=True)
         if multirun and not isinstance(cause, LaunchError):
-            raise UserError(str(cause)) from None
+            raise UserError(message) from None
         raise SystemExit(2) from None
