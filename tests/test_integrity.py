@@ -214,20 +214,29 @@ def test_eval_refuses_a_data_option_other_than_the_checkpoints(tmp_path: Path, f
     assert same.returncode == 0, same.stderr[-2000:]
 
 
-def cut_chunk(chunk: Path) -> None:
+def cut_chunk(chunk: Path) -> Path:
     chunk.write_bytes(chunk.read_bytes()[:-500])
+    return chunk
 
 
-def remove_chunk(chunk: Path) -> None:
+def remove_chunk(chunk: Path) -> Path:
     chunk.unlink()
+    return chunk
 
 
-def garble_an_image(chunk: Path) -> None:
+def garble_an_image(chunk: Path) -> Path:
     """The same size, the header intact, but the first patch's JPEG bytes overwritten after its SOI marker."""
     data = bytearray(chunk.read_bytes())
     start = data.index(b"\xff\xd8")
     data[start + 2 : start + 400] = bytes(398)
     chunk.write_bytes(bytes(data))
+    return chunk
+
+
+def cut_the_index(chunk: Path) -> Path:
+    index = chunk.parent / "index.json"
+    index.write_text(index.read_text()[:200])
+    return index
 
 
 @pytest.mark.parametrize(
@@ -236,18 +245,18 @@ def garble_an_image(chunk: Path) -> None:
         (remove_chunk, 0, "this chunk is missing"),
         (cut_chunk, 0, "this chunk holds"),
         (garble_an_image, 1, "item 0 is not a 256x256 JPEG patch"),
+        (cut_the_index, 0, "it cannot be read as litdata's chunk index"),
     ],
-    ids=["missing", "cut", "garbled-in-a-worker"],
+    ids=["missing", "cut", "garbled-in-a-worker", "cut-index"],
 )
 def test_a_damaged_prepared_chunk_is_named_with_alexnet_prepare(
     tmp_path: Path, prepared_jpeg: Path, damage, workers: int, what: str
 ) -> None:
     prepared = shutil.copytree(prepared_jpeg, tmp_path / "prepared")
-    chunk = next((prepared / "train").glob("chunk-*.bin"))
-    damage(chunk)
+    named = damage(next((prepared / "train").glob("chunk-*.bin")))
     ran = run_main("alexnet-train", "data=imagenet_prepared", f"data.root={prepared}", "data.num_classes=3",
                    f"data.num_workers={workers}", "data.pin_memory=false", "data.decode=cpu", *TINY,
                    "trainer.max_epochs=1", f"paths.log_dir={tmp_path}", cwd=tmp_path)  # fmt: skip
     assert ran.returncode == 2, ran.stderr[-2000:]
-    assert f"error: {chunk}: {what}" in ran.stderr and "alexnet-prepare" in ran.stderr, ran.stderr[-2000:]
+    assert f"error: {named}: {what}" in ran.stderr and "alexnet-prepare" in ran.stderr, ran.stderr[-2000:]
     assert "Traceback" not in ran.stderr and "Original" not in ran.stderr

@@ -64,8 +64,8 @@ def check_chunk_files(location: str, index: dict[str, Any]) -> None:
         path = os.path.join(location, chunk["filename"])
         if not os.path.isfile(path):
             raise damaged(path, "this chunk is missing")
-        if os.path.getsize(path) != chunk["chunk_bytes"]:
-            raise damaged(path, f"this chunk holds {os.path.getsize(path):,} bytes, not its {chunk['chunk_bytes']:,}")
+        if (size := os.path.getsize(path)) != chunk["chunk_bytes"]:
+            raise damaged(path, f"this chunk holds {size:,} bytes, not its {chunk['chunk_bytes']:,}")
 
 
 def chunk_index(location: str, format: str) -> dict[str, Any]:
@@ -73,16 +73,22 @@ def chunk_index(location: str, format: str) -> dict[str, Any]:
     text = read_text(join(location, "index.json"))
     if text is None:
         raise UserError(f"{location} has no index.json: prepare it again with alexnet-prepare.")
-    index = json.loads(text)
-    config = index["config"]
-    spec = json.loads(config["data_spec"])[1]
-    plain = (
-        config.get("data_format") == DATA_FORMATS[format]
-        and json.loads(spec["context"]) == list(FIELDS)
-        and not config.get("compression")
-        and not config.get("encryption")
-        and config.get("item_loader") == "PyTreeLoader"
-    )
+    try:
+        index = json.loads(text)
+        config = index["config"]
+        spec = json.loads(config["data_spec"])[1]
+        plain = (
+            config.get("data_format") == DATA_FORMATS[format]
+            and json.loads(spec["context"]) == list(FIELDS)
+            and not config.get("compression")
+            and not config.get("encryption")
+            and config.get("item_loader") == "PyTreeLoader"
+        )
+        chunks = [(c["filename"], int(c["chunk_size"]), int(c["chunk_bytes"])) for c in index["chunks"]]
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as error:  # cut or edited by hand
+        raise damaged(join(location, "index.json"), f"it cannot be read as litdata's chunk index ({error!r})") from None
+    if not all(isinstance(name, str) and "/" not in name for name, _, _ in chunks):
+        raise damaged(join(location, "index.json"), "it names a chunk outside its folder")
     if not plain:
         raise UserError(
             f"{location} was written in a chunk layout this loader does not read (litdata {version('litdata')}; "
