@@ -153,20 +153,22 @@ def full_decode_rate(source: Path, count: int) -> float:
     return len(files) / (time.perf_counter() - start)
 
 
-def patch_decode_rates(patches: list[tuple[bytes, int]]) -> dict[str, float]:
-    """Images/s of decoding the prepared patches alone: simplejpeg into a reused array (what (ii)'s workers do)
-    and torchvision's ``decode_jpeg`` into a new tensor each (what the peers do)."""
-    datas = [data for data, _ in patches]
-    tensors = [torch.frombuffer(bytearray(data), dtype=torch.uint8) for data in datas]
-    out = np.empty((256, 256, 3), dtype=np.uint8)
-    start = time.perf_counter()
-    for data in datas:
-        simplejpeg.decode_jpeg(data, colorspace="RGB", buffer=out)
-    simple = len(datas) / (time.perf_counter() - start)
+def patch_decode_rate(patches: list[tuple[bytes, int]], decoder: str) -> float:
+    """Images/s of decoding the prepared patches alone, one thread: ``simplejpeg`` into a reused array (what
+    (ii)'s workers do) or torchvision's ``decode_jpeg`` into a new tensor each (``torchvision_decode_jpeg``: what
+    the peers do)."""
+    if decoder == "simplejpeg":
+        datas = [data for data, _ in patches]
+        out = np.empty((256, 256, 3), dtype=np.uint8)
+        start = time.perf_counter()
+        for data in datas:
+            simplejpeg.decode_jpeg(data, colorspace="RGB", buffer=out)
+        return len(datas) / (time.perf_counter() - start)
+    tensors = [torch.frombuffer(bytearray(data), dtype=torch.uint8) for data, _ in patches]
     start = time.perf_counter()
     for tensor in tensors:
         decode_jpeg(tensor, mode=ImageReadMode.RGB)
-    return {"simplejpeg": simple, "torchvision_decode_jpeg": len(tensors) / (time.perf_counter() - start)}
+    return len(tensors) / (time.perf_counter() - start)
 
 
 class BlankPatches(Dataset):
@@ -266,17 +268,23 @@ def imagenet_benchmark(cfg: DictConfig) -> dict[str, Any]:
     peers = peer_loaders(patches, output_dir / "data" / "peers", bench.chunk_items, bench.batch_size, bench.workers,
                          bench.loader_batches)  # fmt: skip
     # The machine may be shared and its speed drift: (ii), the peers and the decoders alone are timed in
-    # interleaved rounds, the decoders before and after the loaders, and each ratio is taken within its round.
+    # interleaved rounds, each loader between two timings of its decoder alone right before and after it, and
+    # each ratio is taken within its round.
     sample = patches[: bench.decode_patches]
+
+    def bracketed(decoder: str, loaders: dict[str, Callable[[], float]]) -> tuple[dict[str, float], float]:
+        before = one_thread(lambda: patch_decode_rate(sample, decoder))
+        rates = {name: measure() for name, measure in loaders.items()}
+        return rates, (before + one_thread(lambda: patch_decode_rate(sample, decoder))) / 2
+
     rounds: list[dict[str, Any]] = []
     for _ in range(bench.rounds):
-        before = one_thread(lambda: patch_decode_rates(sample))
-        timed = {"ii_prepared_cpu_decode": loader_per_worker("ii_prepared_cpu_decode")}
-        timed |= {name: peer() for name, peer in peers.items() if callable(peer)}
-        after = one_thread(lambda: patch_decode_rates(sample))
-        decoders = {key: (before[key] + after[key]) / 2 for key in before}
-        rounds.append({"loaders": timed, "decode": decoders})
-        log.info("round %d: loaders %s, decoders alone %s", len(rounds), timed, decoders)
+        timed, simple = bracketed(
+            "simplejpeg", {"ii_prepared_cpu_decode": lambda: loader_per_worker("ii_prepared_cpu_decode")}
+        )
+        peer_timed, tv = bracketed("torchvision_decode_jpeg", {n: p for n, p in peers.items() if callable(p)})
+        rounds.append({"loaders": timed | peer_timed, "decode": {"simplejpeg": simple, "torchvision_decode_jpeg": tv}})
+        log.info("round %d: loaders %s, decoders alone %s", len(rounds), rounds[-1]["loaders"], rounds[-1]["decode"])
 
     def over_rounds(value: Callable[[dict[str, Any]], float]) -> float:
         return median(value(r) for r in rounds)

@@ -30,6 +30,7 @@ import os
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from importlib.metadata import version
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -128,7 +129,6 @@ class Chunk:
             self.starts, self.lengths = self.starts + RAW_HEADER, self.lengths - RAW_HEADER
         # Python lists and one memoryview: indexing them costs well under a microsecond an item, numpy scalars
         # and torch item assignment several (per-item overheads add up to a tenth of the decoding otherwise).
-        self.label_list: list[int] = self.labels.tolist()
         self._starts: list[int] = self.starts.tolist()
         self._ends: list[int] = (self.starts + self.lengths).tolist()
         self.view = memoryview(self.map)
@@ -250,29 +250,33 @@ class ChunkBatches(Dataset):
             ahead = served + max(self.plan["workers"], 1)
             if ahead < len(self):
                 self._fetch_ahead({int(c) for c in self.rows(ahead)[:, 0]})
-        labels = []
-        side = self.plan["side"]
-        encoded = self.plan["encoded"]
-        images: Any = [] if encoded else self._buffer(
-            (len(rows), side, side, 3) if self.plan["format"] == "jpeg" else (len(rows), 3, side, side)
-        )  # fmt: skip
+        side, encoded, jpeg = self.plan["side"], self.plan["encoded"], self.plan["format"] == "jpeg"
+        images: Any = (
+            [] if encoded else self._buffer((len(rows), side, side, 3) if jpeg else (len(rows), 3, side, side))
+        )
         pixels = None if encoded else images.numpy()
-        for k, (c, item) in enumerate(rows.tolist()):
-            chunk = self._chunk(c)
-            labels.append(chunk.label_list[item])
-            data = chunk.image(item)
-            if encoded:
-                images.append(torch.frombuffer(bytearray(data), dtype=torch.uint8))
-            elif self.plan["format"] == "jpeg":
-                try:
-                    simplejpeg.decode_jpeg(data, colorspace="RGB", buffer=pixels[k])  # libjpeg-turbo's defaults
-                except ValueError as error:  # not a JPEG, or not one of the set's patch size
-                    raise damaged(chunk.path, f"item {item} is not a {side}x{side} JPEG patch ({error})") from None
-            elif len(data) == pixels[k].size:
-                pixels[k].reshape(-1)[:] = np.frombuffer(data, dtype=np.uint8)
-            else:
-                raise damaged(chunk.path, f"item {item} holds {len(data):,} bytes, not a raw {side}x{side} patch")
-        return images, torch.tensor(labels, dtype=torch.int64)
+        labels = np.empty(len(rows), dtype=np.int64)
+        # The order keeps a chunk's items together: one chunk lookup and one label gather per run of them.
+        chunks = rows[:, 0]
+        bounds = [0, *(np.flatnonzero(chunks[1:] != chunks[:-1]) + 1).tolist(), len(rows)]
+        for first, end in pairwise(bounds):
+            chunk = self._chunk(int(chunks[first]))
+            items = rows[first:end, 1]
+            labels[first:end] = chunk.labels[items]
+            for k, item in enumerate(items.tolist(), start=first):
+                data = chunk.image(item)
+                if encoded:
+                    images.append(torch.frombuffer(bytearray(data), dtype=torch.uint8))
+                elif jpeg:
+                    try:
+                        simplejpeg.decode_jpeg(data, colorspace="RGB", buffer=pixels[k])  # libjpeg-turbo's defaults
+                    except ValueError as error:  # not a JPEG, or not one of the set's patch size
+                        raise damaged(chunk.path, f"item {item} is not a {side}x{side} JPEG patch ({error})") from None
+                elif len(data) == pixels[k].size:
+                    pixels[k].reshape(-1)[:] = np.frombuffer(data, dtype=np.uint8)
+                else:
+                    raise damaged(chunk.path, f"item {item} holds {len(data):,} bytes, not a raw {side}x{side} patch")
+        return images, torch.from_numpy(labels)
 
 
 class EpochCounter:
