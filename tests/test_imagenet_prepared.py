@@ -147,6 +147,25 @@ def test_a_source_image_replaced_by_another_of_the_same_size_is_seen(
     assert "nothing to do" in caplog.text
 
 
+@pytest.mark.parametrize(
+    "record", ['{"images": 1', '["not", "a record"]', '{"images": "many"}'], ids=["cut", "list", "edited"]
+)
+def test_a_damaged_split_record_is_written_again_not_a_traceback(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, record: str
+) -> None:
+    source = make_quirky_imagenet(tmp_path / "source", {"train": 2, "val": 2})
+    out = make_prepared(tmp_path / "out", source)
+    finished = json.loads((out / "manifest.json").read_text())
+    (out / "manifest.json").unlink()  # an interrupted run, whose train.json a disk fault or a hand then damaged
+    (out / "train.json").write_text(record)
+    with caplog.at_level(logging.INFO):
+        again = make_prepared(out, source)
+    assert "train.json cannot be read as a finished split's record" in caplog.text
+    assert "val/ was completed by an earlier run: kept" in caplog.text
+    assert json.loads((again / "manifest.json").read_text()) == finished
+    assert len(stored_samples(out, "train")) == finished["splits"]["train"]["images"]
+
+
 def test_an_interrupted_prepare_keeps_finished_splits_and_writes_the_rest_again(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

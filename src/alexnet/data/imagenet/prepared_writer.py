@@ -214,6 +214,30 @@ def settings_differ(record: dict[str, Any], wanted: dict[str, Any], fingerprints
     return differ
 
 
+def read_split_record(text: str | None, where: str) -> dict[str, Any] | None:
+    """A finished split's ``<split>.json``, or None when there is none or it cannot be one: that split is then
+    written again (the record only spares a resumed run the work; the chunks it stands for are rewritten too)."""
+    if text is None:
+        return None
+    try:
+        record = json.loads(text)
+        fine = (
+            isinstance(record, dict)
+            and all(isinstance(record.get(k), int) for k in ("images", "bytes", "source_files"))
+            and isinstance(record.get("per_class"), list)
+            and all(isinstance(c, int) for c in record["per_class"])
+            and isinstance(record.get("source_fingerprint"), str)
+            and isinstance(record.get("skipped"), list)
+            and all(isinstance(s, dict) and {"file", "reason"} <= s.keys() for s in record["skipped"])
+        )
+    except ValueError:
+        fine = False
+    if not fine:
+        log.warning("%s cannot be read as a finished split's record: writing that split again.", where)
+        return None
+    return record
+
+
 def read_manifest(root: str) -> dict[str, Any] | None:
     """The finished set's manifest, its fields checked; None when there is none."""
     text = read_text(join(root, MANIFEST))
@@ -291,8 +315,8 @@ def prepare(
 
     records: dict[str, dict[str, Any]] = {}
     for split in splits:
-        record_text = read_text(join(output, f"{split}.json"))
-        record = json.loads(record_text) if record_text else None
+        where = join(output, f"{split}.json")
+        record = read_split_record(read_text(where), where)
         if record is not None and not settings_differ(record, wanted, listings[split].fingerprints):
             log.info("%s/ was completed by an earlier run: kept (%s images).", split, f"{record['images']:,}")
             records[split] = record
