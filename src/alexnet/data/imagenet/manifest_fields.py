@@ -12,7 +12,7 @@ from alexnet.errors import UserError
 FORMATS = ("jpeg", "raw")
 
 
-def _count(value: Any) -> bool:
+def is_count(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
@@ -28,24 +28,31 @@ def _problem(manifest: Any) -> str | None:
     if manifest.get("format") not in FORMATS:
         return f"format={manifest.get('format')!r} is none of {', '.join(FORMATS)}"
     size = manifest.get("resize_size")
-    if not (_count(size) and size > 0):
+    if not (is_count(size) and size > 0):
         return f"resize_size={size!r} is not a positive whole number"
     quality = manifest.get("jpeg_quality")
-    if manifest["format"] == "jpeg" and not (_count(quality) and 1 <= quality <= 100):
+    if manifest["format"] == "jpeg" and not (is_count(quality) and 1 <= quality <= 100):
         return f"jpeg_quality={quality!r} is not a JPEG quality from 1 to 100"
-    if not _count(manifest.get("write_order_seed")):
+    if not is_count(manifest.get("write_order_seed")):
         return "write_order_seed is not a whole number"
     splits = manifest.get("splits")
     if not (isinstance(splits, dict) and splits):
         return "splits lists no split"
     for name, record in splits.items():
-        if not isinstance(record, dict) or not _count(record.get("images")):
-            return f"splits.{name}.images is not a count"
-        per_class = record.get("per_class")
-        if not (isinstance(per_class, list) and len(per_class) == len(classes) and all(map(_count, per_class))):
-            return f"splits.{name}.per_class is not one count per class"
-        if sum(per_class) != record["images"]:
-            return f"splits.{name}.per_class sums to {sum(per_class)}, not its {record['images']} images"
+        if problem := split_problem(record, classes):
+            return f"splits.{name}.{problem}"
+    return None
+
+
+def split_problem(record: Any, classes: list[str]) -> str | None:
+    """What is wrong with one split's summary (in the manifest, or alexnet-prepare's ``<split>.json``), or None."""
+    if not isinstance(record, dict) or not is_count(record.get("images")):
+        return "images is not a count"
+    per_class = record.get("per_class")
+    if not (isinstance(per_class, list) and len(per_class) == len(classes) and all(map(is_count, per_class))):
+        return "per_class is not one count per class"
+    if sum(per_class) != record["images"]:
+        return f"per_class sums to {sum(per_class)}, not its {record['images']} images"
     return None
 
 

@@ -33,7 +33,7 @@ from torchvision.io import encode_jpeg
 from alexnet.config.rules import check_values
 from alexnet.data.image_files import UNREADABLE, class_folder_samples, read_patch
 from alexnet.data.imagenet.image_folder import LAYOUT
-from alexnet.data.imagenet.manifest_fields import parse_manifest
+from alexnet.data.imagenet.manifest_fields import is_count, parse_manifest, split_problem
 from alexnet.data.storage import check_location, has_files, is_remote, join, read_text, remove, write_text
 from alexnet.errors import UserError
 
@@ -221,17 +221,17 @@ def read_split_record(text: str | None, where: str) -> dict[str, Any] | None:
         return None
     try:
         record = json.loads(text)
-        fine = (
-            isinstance(record, dict)
-            and all(isinstance(record.get(k), int) for k in ("images", "bytes", "source_files"))
-            and isinstance(record.get("per_class"), list)
-            and all(isinstance(c, int) for c in record["per_class"])
-            and isinstance(record.get("source_fingerprint"), str)
-            and isinstance(record.get("skipped"), list)
-            and all(isinstance(s, dict) and {"file", "reason"} <= s.keys() for s in record["skipped"])
-        )
     except ValueError:
-        fine = False
+        record = None
+    classes = record.get("classes") if isinstance(record, dict) else None  # a changed class list: settings_differ
+    fine = (
+        isinstance(classes, list)
+        and split_problem(record, classes) is None
+        and all(is_count(record.get(k)) for k in ("bytes", "source_files"))
+        and isinstance(record.get("source_fingerprint"), str)
+        and isinstance(record.get("skipped"), list)
+        and all(isinstance(s, dict) and {"file", "reason"} <= s.keys() for s in record["skipped"])
+    )
     if not fine:
         log.warning("%s cannot be read as a finished split's record: writing that split again.", where)
         return None
